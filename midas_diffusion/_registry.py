@@ -1,0 +1,46 @@
+"""One registry, one canonical name per model (MiDaS' snake_case names); hub names are aliases."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Dict, List
+
+from .config import ModelSpec
+
+_SPECS: Dict[str, ModelSpec] = {}
+_ALIASES: Dict[str, str] = {}
+
+
+def register_model(spec: ModelSpec) -> ModelSpec:
+    if spec.name in _SPECS or spec.name in _ALIASES:
+        raise ValueError(f"model {spec.name!r} is registered twice")
+    _SPECS[spec.name] = spec
+    for alias in spec.aliases:
+        if alias in _SPECS or alias in _ALIASES:
+            raise ValueError(f"alias {alias!r} of {spec.name!r} is taken")
+        _ALIASES[alias] = spec.name
+    return spec
+
+
+def list_models() -> List[str]:
+    """Canonical names of every zoo model, best quality first (MiDaS README order)."""
+    return sorted(_SPECS, key=lambda n: (_SPECS[n].quality_rank, n))
+
+
+def resolve_name(name: str) -> str:
+    if not isinstance(name, str):
+        raise TypeError(f"model name must be a string, got {type(name).__name__}")
+    if name in _SPECS:
+        return name
+    if name in _ALIASES:
+        return _ALIASES[name]
+    lowered = {k.lower(): v for k, v in {**{n: n for n in _SPECS}, **_ALIASES}.items()}
+    if name.lower() in lowered:
+        return lowered[name.lower()]
+    close = difflib.get_close_matches(name, list(_SPECS) + list(_ALIASES), n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    raise ValueError(f"unknown model {name!r}.{hint} Known models: {', '.join(list_models())}")
+
+
+def get_model_spec(name: str) -> ModelSpec:
+    return _SPECS[resolve_name(name)]

@@ -1,0 +1,164 @@
+"""The MiDaS decoder ("scratch"): projection convs, fusion blocks and the depth head.
+
+Module names are part of the checkpoint format (``scratch.layerN_rn``,
+``scratch.refinenetN.{resConfUnit1,resConfUnit2,out_conv}``, ``scratch.output_conv.{0,2,4}``,
+``scratch.stem_transpose``), so official weights load without renaming.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    """Shape of the decoder.
+
+    ``in_channels``: encoder channels per level (3 or 4 levels), ``scratch_channels``:
+    channels after ``layerN_rn``. ``fusion_out_conv``: DPT-style fusion blocks end with a 1x1
+    conv mapping to the previous level's channels (MiDaS v2.1-large has none).
+    ``rcu_skip_after_relu``: v2.1-large's residual units use an in-place ReLU, so their skip
+    carries ``relu(x)``. ``head_channels``: (in, mid, last) of ``output_conv``.
+    ``fusion_align_corners``/``head_align_corners``: the bilinear upsampling flags.
+    ``stem_transpose``: LeViT's two ConvTranspose+BN+Hardswish stages after ``refinenet1``.
+    """
+
+    in_channels: Tuple[int, ...]
+    scratch_channels: Tuple[int, ...]
+    head_channels: Tuple[int, int, int] = (256, 128, 32)
+    fusion_out_conv: bool = True
+    rcu_skip_after_relu: bool = False
+    fusion_align_corners: bool = True
+    head_align_corners: bool = True
+    stem_transpose: Optional[Tuple[int, int, int]] = None  # (in, mid, out) channels
+
+    def __post_init__(self):
+        if len(self.in_channels) not in (3, 4) or len(self.in_channels) != len(self.scratch_channels):
+            raise ValueError("the decoder takes 3 or 4 levels, with one scratch width per level")
+
+
+class Interpolate(nn.Module):
+    """Parameter-free bilinear x2 (keeps the index layout of ``output_conv``)."""
+
+    def __init__(self, scale_factor: float, align_corners: bool):
+        super().__init__()
+        self.scale_factor = scale_factor
+        self.align_corners = align_corners
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x, scale_factor=self.scale_factor, mode="bilinear", align_corners=self.align_corners)
+
+
+class ResidualConvUnit(nn.Module):
+    """ReLU-conv-ReLU-conv with a skip (MiDaS ``ResidualConvUnit[_custom]``, no batch norm)."""
+
+    def __init__(self, channels: int, skip_after_relu: bool = False):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, kernel_size=3, padding=1, bias=True)
+        self.conv2 = nn.Conv2d(channels, channels, kernel_size=3, padding=1, bias=True)
+        self.skip_after_relu = skip_after_relu
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        activated = F.relu(x)
+        out = self.conv2(F.relu(self.conv1(activated)))
+        return out + (activated if self.skip_after_relu else x)
+
+
+class FusionBlock(nn.Module):
+    """Merge a coarser path with a skip feature, refine, upsample, project."""
+
+    def __init__(
+        self,
+        channels: int,
+        out_channels: Optional[int],
+        align_corners: bool = True,
+        skip_after_relu: bool = False,
+    ):
+        super().__init__()
+        self.resConfUnit1 = ResidualConvUnit(channels, skip_after_relu)
+        self.resConfUnit2 = ResidualConvUnit(channels, skip_after_relu)
+        self.out_conv = nn.Conv2d(channels, out_channels, kernel_size=1, bias=True) if out_channels else None
+        self.align_corners = align_corners
+
+    def forward(
+        self, path: torch.Tensor, skip: Optional[torch.Tensor] = None, size: Optional[Sequence[int]] = None
+    ) -> torch.Tensor:
+        if skip is not None:
+            path = path + self.resConfUnit1(skip)
+        path = self.resConfUnit2(path)
+        if size is None:
+            size = (path.shape[-2] * 2, path.shape[-1] * 2)
+        path = F.interpolate(path, size=tuple(size), mode="bilinear", align_corners=self.align_corners)
+        if self.out_conv is not None:
+            path = self.out_conv(path)
+        return path
+
+
+class ConvTransposeNorm(nn.Sequential):
+    """LeViT's ``ConvTransposeNorm``: k3 s2 p1 with output_padding=1 (an exact x2), then BN."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.add_module(
+            "c",
+            nn.ConvTranspose2d(in_channels, out_channels, 3, stride=2, padding=1, output_padding=1, bias=False),
+        )
+        self.add_module("bn", nn.BatchNorm2d(out_channels))
+
+
+class Scratch(nn.Module):
+    """The decoder. ``forward(features)`` maps encoder levels (fine to coarse) to (B,1,H,W)."""
+
+    def __init__(self, config: DecoderConfig):
+        super().__init__()
+        self.config = config
+        levels = len(config.in_channels)
+        self.num_levels = levels
+        for i, (cin, cout) in enumerate(zip(config.in_channels, config.scratch_channels), start=1):
+            self.add_module(f"layer{i}_rn", nn.Conv2d(cin, cout, kernel_size=3, padding=1, bias=False))
+        for i in range(1, levels + 1):
+            width = config.scratch_channels[i - 1]
+            out = None
+            if config.fusion_out_conv:
+                out = config.scratch_channels[max(i - 2, 0)]
+            self.add_module(
+                f"refinenet{i}",
+                FusionBlock(width, out, config.fusion_align_corners, config.rcu_skip_after_relu),
+            )
+        if config.stem_transpose is not None:
+            cin, cmid, cout = config.stem_transpose
+            self.stem_transpose = nn.Sequential(
+                ConvTransposeNorm(cin, cmid), nn.Hardswish(), ConvTransposeNorm(cmid, cout), nn.Hardswish()
+            )
+        else:
+            self.stem_transpose = None
+        c_in, c_mid, c_last = config.head_channels
+        self.output_conv = nn.Sequential(
+            nn.Conv2d(c_in, c_mid, kernel_size=3, padding=1),
+            Interpolate(2, config.head_align_corners),
+            nn.Conv2d(c_mid, c_last, kernel_size=3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(c_last, 1, kernel_size=1),
+            nn.ReLU(),
+        )
+
+    def forward(self, features: List[torch.Tensor]) -> torch.Tensor:
+        if len(features) != self.num_levels:
+            raise ValueError(f"decoder expects {self.num_levels} feature levels, got {len(features)}")
+        projected = [getattr(self, f"layer{i}_rn")(f) for i, f in enumerate(features, start=1)]
+        path = None
+        for i in range(self.num_levels, 0, -1):
+            block: FusionBlock = getattr(self, f"refinenet{i}")
+            size = projected[i - 2].shape[-2:] if i > 1 else None
+            if path is None:
+                path = block(projected[i - 1], size=size)
+            else:
+                path = block(path, projected[i - 1], size=size)
+        if self.stem_transpose is not None:
+            path = self.stem_transpose(path)
+        return self.output_conv(path)
