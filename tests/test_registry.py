@@ -1,0 +1,33 @@
+import pytest
+
+import midas_diffusion as md
+
+ZOO = [
+    "dpt_beit_large_512", "dpt_beit_large_384", "dpt_beit_base_384", "dpt_swin2_large_384",
+    "dpt_swin2_base_384", "dpt_swin2_tiny_256", "dpt_swin_large_384", "dpt_next_vit_large_384",
+    "dpt_levit_224", "dpt_large_384", "dpt_hybrid_384", "midas_v21_384", "midas_v21_small_256",
+]
+
+
+def test_list_models_is_the_whole_zoo():
+    assert md.list_models() == ZOO
+
+
+@pytest.mark.parametrize("alias,name", [("DPT_BEiT_L_512", "dpt_beit_large_512"), ("MiDaS_small", "midas_v21_small_256"),
+                                        ("DPT_SwinV2_T_256", "dpt_swin2_tiny_256"), ("DPT_BEIT_L_384", "dpt_beit_large_384")])
+def test_aliases_resolve_to_one_canonical_name(alias, name):
+    assert md.get_model_spec(alias).name == name
+
+
+def test_unknown_name_suggests_close_names():
+    with pytest.raises(ValueError, match="unknown model 'dpt_swin2_tiny'.*dpt_swin2_tiny_256"):
+        md.get_model_spec("dpt_swin2_tiny")
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_each_model_has_preprocessing_and_weight_sources(name):
+    spec = md.get_model_spec(name)
+    assert spec.preprocess.net_size[0] in (224, 256, 384, 512)
+    assert spec.official_weights.url.startswith("https://github.com/isl-org/MiDaS/releases/download/")
+    assert spec.official_weights.filename == f"{name}.pt"
+    assert spec.preprocess.fixed_size == any(k in name for k in ("swin", "levit"))
