@@ -96,7 +96,8 @@ _HYBRID_RULES: List[Rule] = [
     (_BIT + r"embedder\.convolution\.weight", _RESNET + "stem.conv.weight"),
     (_BIT + rf"embedder\.norm\.{_WB}", _RESNET + r"stem.norm.\1"),
     (
-        _BIT + rf"encoder\.stages\.(\d+)\.layers\.(\d+)\.((?:conv[123]|norm[123]|downsample\.conv|downsample\.norm)\.{_WB})",
+        _BIT + r"encoder\.stages\.(\d+)\.layers\.(\d+)\."
+        + rf"((?:conv[123]|norm[123]|downsample\.conv|downsample\.norm)\.{_WB})",
         _RESNET + r"stages.\1.blocks.\2.\3",
     ),
     (rf"dpt\.layernorm\.{_WB}", _MODEL + r"norm.\1"),
@@ -147,15 +148,12 @@ _SWIN_RULES: List[Rule] = [
 
 # Split attention projections: pattern -> (timm prefix, bias style). "fused": one ``qkv.bias``
 # (ViT); "split": ``q_bias`` and ``v_bias``, no key bias (BEiT, SwinV2).
+_QKV = r"(?P<role>query|key|value)\.(?P<p>weight|bias)"
 _QKV_PATTERNS = {
-    "vit": (_VIT_LAYER + r"attention\.attention\.(?P<role>query|key|value)\.(?P<p>weight|bias)", _MODEL + r"blocks.\g<n>.attn.", "fused"),
-    "hybrid": (_VIT_LAYER + r"attention\.attention\.(?P<role>query|key|value)\.(?P<p>weight|bias)", _MODEL + r"blocks.\g<n>.attn.", "fused"),
-    "beit": (_BEIT_LAYER + r"attention\.attention\.(?P<role>query|key|value)\.(?P<p>weight|bias)", _MODEL + r"blocks.\g<n>.attn.", "split"),
-    "swinv2": (
-        _SWIN_BLOCK + r"attention\.self\.(?P<role>query|key|value)\.(?P<p>weight|bias)",
-        _MODEL + r"layers.\g<s>.blocks.\g<b>.attn.",
-        "split",
-    ),
+    "vit": (_VIT_LAYER + r"attention\.attention\." + _QKV, _MODEL + r"blocks.\g<n>.attn.", "fused"),
+    "hybrid": (_VIT_LAYER + r"attention\.attention\." + _QKV, _MODEL + r"blocks.\g<n>.attn.", "fused"),
+    "beit": (_BEIT_LAYER + r"attention\.attention\." + _QKV, _MODEL + r"blocks.\g<n>.attn.", "split"),
+    "swinv2": (_SWIN_BLOCK + r"attention\.self\." + _QKV, _MODEL + r"layers.\g<s>.blocks.\g<b>.attn.", "split"),
 }
 
 _BACKBONE_RULES = {"vit": _VIT_RULES, "hybrid": _HYBRID_RULES, "beit": _BEIT_RULES, "swinv2": _SWIN_RULES}
@@ -280,7 +278,9 @@ def _fuse_qkv(parts: Dict[str, Dict[Tuple[str, str], torch.Tensor]], bias_style:
         try:
             out[prefix + "qkv.weight"] = torch.cat([tensors[(role, "weight")] for role in ("query", "key", "value")])
         except KeyError:
-            raise CheckpointError(f"transformers DPT checkpoint lacks a query/key/value weight for {prefix}qkv") from None
+            raise CheckpointError(
+                f"transformers DPT checkpoint lacks a query/key/value weight for {prefix}qkv"
+            ) from None
         biases = {role: tensors.get((role, "bias")) for role in ("query", "key", "value")}
         if bias_style == "fused":
             if any(b is None for b in biases.values()):

@@ -73,3 +73,32 @@ def official_checkpoint(name: str, seed: int = 0) -> dict:
         key = e["name"]
         out[key] = weights[key] if key in weights else torch.zeros(tuple(e["shape"]), dtype=dtypes[e["dtype"]])
     return out
+
+
+def recipe_init_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Fill a (reduced) model's parameters and BN statistics by the recipe's rules, in place, so
+    that random models give informative outputs (the positive head keeps the last ReLU open)."""
+    g = torch.Generator().manual_seed(seed)
+    state = model.state_dict()
+    with torch.no_grad():
+        for key in sorted(state):
+            t = state[key]
+            if not t.is_floating_point():
+                continue
+            shape = tuple(t.shape)
+            if key.endswith("running_var"):
+                v = 1 + 0.5 * torch.rand(shape, generator=g)
+            elif key.endswith("running_mean"):
+                v = 0.1 * torch.randn(shape, generator=g)
+            elif key.startswith("scratch.output_conv") and key.endswith(".bias"):
+                v = 0.5 + 0.02 * torch.randn(shape, generator=g)
+            elif len(shape) == 1 and key.endswith(".weight"):
+                v = 1 + 0.1 * torch.randn(shape, generator=g)
+            elif len(shape) <= 1:
+                v = 0.02 * torch.randn(shape, generator=g)
+            elif key.startswith("scratch.output_conv"):
+                v = torch.randn(shape, generator=g).abs() / math.sqrt(math.prod(shape[1:]))
+            else:
+                v = torch.randn(shape, generator=g) / math.sqrt(math.prod(shape[1:]))
+            t.copy_(v)
+    return model

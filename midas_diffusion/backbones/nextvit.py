@@ -34,7 +34,7 @@ class NextViTEncoderConfig:
         return add_prefix(map_by_order(backbone, module.model), "model.")
 
     def reduced(self) -> "NextViTEncoderConfig":
-        return replace(self, timm_overrides=(("depths", (1, 1, 2, 1)),))
+        return replace(self, timm_overrides=(("depths", (1, 1, 5, 1)),))  # stage 3 repeats in fives
 
 
 class NextViTEncoder(nn.Module):

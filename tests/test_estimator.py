@@ -1,0 +1,162 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import midas_diffusion as md
+
+from reference import recipe_init_
+
+
+@pytest.fixture(scope="module")
+def estimators():
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            torch.manual_seed(0)
+            est = md.DepthEstimator.from_pretrained(name, reduced=True)
+            recipe_init_(est.model)
+            cache[name] = est
+        return cache[name]
+
+    return get
+
+
+def _photo(h=48, w=80, seed=0):
+    rng = np.random.default_rng(seed)
+    base = np.linspace(0, 255, w)[None, :, None] * np.ones((h, 1, 3))
+    return np.clip(base + rng.normal(0, 20, (h, w, 3)), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("name", md.list_models())
+def test_every_model_gives_normalized_disparity_at_input_size(name, estimators):
+    est = estimators(name)
+    out = est([_photo(48, 80), _photo(48, 80, seed=1)])
+    assert isinstance(out, md.DepthOutput) and out.model_name == name
+    assert out.disparity.shape == (2, 1, 48, 80) and out.disparity.dtype == torch.float32
+    assert out.raw.shape == (2, 1, 48, 80)
+    assert torch.isfinite(out.disparity).all()
+    assert out.disparity.min() >= 0 and out.disparity.max() <= 1
+    assert out.disparity[0].max() == 1 and out.disparity[0].min() == 0
+
+
+def test_batch_of_different_sizes_and_input_types(estimators, tmp_path):
+    est = estimators("dpt_beit_base_384")
+    rgba = Image.fromarray(_photo(40, 60)).convert("RGBA")
+    gray = Image.fromarray(_photo(30, 50)[..., 0], mode="L")
+    sixteen = Image.fromarray((np.arange(32 * 45).reshape(32, 45) * 40).astype(np.uint16))
+    assert sixteen.mode.startswith("I;16")
+    float_arr = _photo(20, 30).astype(np.float32) / 255
+    tensor = torch.rand(3, 25, 35)
+    out = est([rgba, gray, sixteen, float_arr, _photo(33, 44).astype(np.uint16) * 257, tensor])
+    sizes = [tuple(d.shape[-2:]) for d in out.disparity]
+    assert sizes == [(40, 60), (30, 50), (32, 45), (20, 30), (33, 44), (25, 35)]
+    assert all(d.dtype == torch.float32 and d.min() >= 0 and d.max() <= 1 for d in out.disparity)
+
+
+def test_16bit_input_keeps_precision(estimators):
+    est = estimators("midas_v21_small_256")
+    ramp = (np.linspace(0, 1, 64 * 64).reshape(64, 64) * 65535).astype(np.uint16)
+    a = est(ramp).raw
+    b = est(Image.fromarray(ramp)).raw
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_exif_rotated_file_is_upright(estimators, tmp_path):
+    est = estimators("midas_v21_small_256")
+    img = Image.fromarray(_photo(40, 70))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 on display
+    img.save(tmp_path / "rot.jpg", exif=exif)
+    out = est(str(tmp_path / "rot.jpg"))
+    assert out.disparity.shape == (1, 1, 70, 40)
+
+
+def test_constant_image_gives_constant_map(estimators):
+    est = estimators("dpt_hybrid_384")
+    out = est(np.full((50, 70, 3), 128, np.uint8))
+    assert torch.isfinite(out.disparity).all()
+    assert out.disparity.min() == out.disparity.max()
+
+
+def test_normalization_options(estimators):
+    est = estimators("dpt_large_384")
+    img = _photo(48, 64)
+    base = est(img).disparity
+    inv = est(img, invert=True).disparity
+    assert torch.allclose(inv, 1 - base, atol=1e-6)
+    gam = est(img, gamma=2.0).disparity
+    assert torch.allclose(gam, base**2, atol=1e-6)
+    clipped = est(img, percentile=(10, 90)).disparity
+    assert (clipped == 1).float().mean() >= 0.09 and (clipped == 0).float().mean() >= 0.09
+    with pytest.raises(ValueError, match="percentile"):
+        est(img, percentile=(90, 10))
+    with pytest.raises(ValueError, match="gamma"):
+        est(img, gamma=0)
+
+
+def test_pixel_limit_and_bad_inputs(estimators):
+    est = estimators("midas_v21_small_256")
+    est.max_pixels = 1000
+    with pytest.raises(md.ImageError, match="over the limit"):
+        est(np.zeros((40, 40, 3), np.uint8))
+    est.max_pixels = 64_000_000
+    with pytest.raises(md.ImageError, match="must be"):
+        est(torch.rand(5, 20, 20))
+    with pytest.raises(md.ImageError, match="values in \\[0, 1\\]"):
+        est(np.full((10, 10, 3), 200.0, np.float32))
+    with pytest.raises(md.ImageError, match="unsupported image type"):
+        est(object())
+    model = md.create_model("midas_v21_small_256", reduced=True)
+    with pytest.raises(ValueError, match="\\(B,3,H,W\\)"):
+        model(torch.rand(3, 64, 64))
+    with pytest.raises(ValueError, match="multiples of 32"):
+        model(torch.rand(1, 3, 64, 70))
+
+
+def test_corrupt_and_truncated_files(estimators, tmp_path):
+    est = estimators("midas_v21_small_256")
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG garbage")
+    with pytest.raises(md.ImageError, match="bad.png"):
+        est(str(tmp_path / "bad.png"))
+    Image.fromarray(_photo(64, 64)).save(tmp_path / "ok.png")
+    data = (tmp_path / "ok.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(md.ImageError, match="damaged or truncated"):
+        est(str(tmp_path / "cut.png"))
+
+
+def test_save_and_load_roundtrip_and_dtype(estimators, tmp_path):
+    est = estimators("dpt_swin2_tiny_256")
+    est.save_pretrained(tmp_path / "saved")
+    again = md.DepthEstimator.from_pretrained(tmp_path / "saved")
+    img = _photo(40, 40)
+    assert torch.equal(est(img).raw, again(img).raw)
+    again.to(dtype=torch.bfloat16)
+    out = again(img)
+    assert out.disparity.dtype == torch.float32 and torch.isfinite(out.disparity).all()
+
+
+def test_checkpoint_file_identifies_its_model(tmp_path):
+    model = md.create_model("dpt_levit_224")
+    torch.save(model.state_dict(), tmp_path / "some_name.pt")
+    est = md.DepthEstimator.from_pretrained(tmp_path / "some_name.pt")
+    assert est.model_name == "dpt_levit_224"
+
+
+def test_missing_weights_offline_names_file_and_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("MIDAS_DIFFUSION_WEIGHTS", str(tmp_path / "w"))
+    with pytest.raises(md.WeightsNotFoundError) as info:
+        md.DepthEstimator.from_pretrained("dpt_swin2_tiny_256")
+    message = str(info.value)
+    assert "dpt_swin2_tiny_256.pt" in message and str(tmp_path / "w") in message and "\n" not in message
+
+
+def test_weights_folder_is_used(tmp_path, monkeypatch):
+    monkeypatch.setenv("MIDAS_DIFFUSION_WEIGHTS", str(tmp_path))
+    model = md.create_model("dpt_levit_224")
+    torch.save(model.state_dict(), tmp_path / "dpt_levit_224.pt")
+    est = md.DepthEstimator.from_pretrained("DPT_LeViT_224")
+    for k, v in est.model.state_dict().items():
+        assert torch.equal(v, model.state_dict()[k])
