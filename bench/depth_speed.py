@@ -48,6 +48,7 @@ def transformers_config(name: str):
         backbone = BeitConfig(
             image_size=size, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
             intermediate_size=inter, use_relative_position_bias=True, reshape_hidden_states=False,
+            layer_norm_eps=1e-6,  # MiDaS/timm's eps (transformers defaults to 1e-12)
             out_features=[f"stage{i}" for i in stages],
         )
         return DPTConfig(backbone_config=backbone, neck_hidden_sizes=neck, is_hybrid=False)
@@ -62,6 +63,7 @@ def transformers_config(name: str):
         return DPTConfig(
             hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
             image_size=384, backbone_out_indices=[5, 11, 17, 23], neck_hidden_sizes=[256, 512, 1024, 1024],
+            layer_norm_eps=1e-6,
         )
     return None
 

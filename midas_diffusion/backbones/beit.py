@@ -21,7 +21,7 @@ from .vit import Reassemble
 
 
 @lru_cache(maxsize=32)
-def relative_position_index(window: Tuple[int, int]) -> torch.Tensor:
+def relative_position_index(window: Tuple[int, int], device: str = "cpu") -> torch.Tensor:
     """BEiT's index into the bias table for a ``window`` of patches plus the class token."""
     h, w = window
     num_relative_distance = (2 * h - 1) * (2 * w - 1) + 3
@@ -35,7 +35,7 @@ def relative_position_index(window: Tuple[int, int]) -> torch.Tensor:
     index[0, 0:] = num_relative_distance - 3
     index[0:, 0] = num_relative_distance - 2
     index[0, 0] = num_relative_distance - 1
-    return index
+    return index.to(device)  # cached per device: no host-to-device copy on every forward
 
 
 def relative_position_bias(attn: nn.Module, window: Tuple[int, int]) -> torch.Tensor:
@@ -53,9 +53,10 @@ def relative_position_bias(attn: nn.Module, window: Tuple[int, int]) -> torch.Te
         grid = grid.permute(0, 2, 3, 1).reshape(new_h * new_w, -1)
     table = torch.cat([grid, cls_rows])
     n = window[0] * window[1] + 1
-    index = relative_position_index(tuple(window)).to(table.device)
+    index = relative_position_index(tuple(window), str(table.device))
     bias = table[index.view(-1)].view(n, n, -1)
-    return bias.permute(2, 0, 1).unsqueeze(0)
+    # contiguous: SDPA's fused kernels need a unit-stride last dimension in the mask
+    return bias.permute(2, 0, 1).contiguous().unsqueeze(0)
 
 
 def attention(attn: nn.Module, x: torch.Tensor, window: Tuple[int, int]) -> torch.Tensor:
