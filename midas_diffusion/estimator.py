@@ -62,6 +62,8 @@ class DepthEstimator:
         self.device = torch.device("cpu")
         self.dtype = torch.float32
         self.reduced = False
+        self.memory_format = torch.contiguous_format
+        self.compiled = False
         self.forward_count = 0  # how many network passes ran (for caching checks and stats)
 
     # ------------------------------------------------------------------ construction
@@ -148,16 +150,36 @@ class DepthEstimator:
         return folder
 
     # ------------------------------------------------------------------ device / dtype
-    def to(self, device: Union[str, torch.device, None] = None, dtype: Optional[torch.dtype] = None) -> "DepthEstimator":
+    def to(
+        self,
+        device: Union[str, torch.device, None] = None,
+        dtype: Optional[torch.dtype] = None,
+        *,
+        memory_format: Optional[torch.memory_format] = None,
+    ) -> "DepthEstimator":
+        """Move the model; ``memory_format=torch.channels_last`` also feeds the network NHWC inputs."""
         if isinstance(device, torch.dtype):
             device, dtype = None, device
         if dtype is not None and dtype not in (torch.float32, torch.float16, torch.bfloat16):
             raise ValueError(f"dtype must be float32, float16 or bfloat16, got {dtype}")
+        if memory_format is not None and memory_format not in (torch.contiguous_format, torch.channels_last):
+            raise ValueError(f"memory_format must be torch.contiguous_format or torch.channels_last, got {memory_format}")
         if device is not None:
             self.device = torch.device(device)
         if dtype is not None:
             self.dtype = dtype
-        self.model.to(device=self.device, dtype=self.dtype)
+        if memory_format is not None:
+            self.memory_format = memory_format
+        self.model.to(device=self.device, dtype=self.dtype, memory_format=self.memory_format)
+        return self
+
+    def compile(self, **kwargs: Any) -> "DepthEstimator":
+        """Opt in to ``torch.compile`` of the network (in place: weights and ``save_pretrained`` are
+        unchanged). ``kwargs`` go to ``torch.compile`` (``mode="max-autotune"``, ``dynamic=True``,
+        ``backend=...``). The first call at each new input size compiles, which takes a while; call
+        it after ``.to(...)``."""
+        self.model.compile(**kwargs)
+        self.compiled = True
         return self
 
     @property
@@ -172,7 +194,7 @@ class DepthEstimator:
     def predict_raw(self, batch: torch.Tensor) -> torch.Tensor:
         """Run the network on a prepared, normalized ``(B,3,h,w)`` batch; returns ``(B,h,w)`` float32."""
         self.forward_count += 1
-        x = batch.to(device=self.device, dtype=self.dtype)
+        x = batch.to(device=self.device, dtype=self.dtype).contiguous(memory_format=self.memory_format)
         return self.model(x).float()
 
     @torch.inference_mode()
