@@ -1,0 +1,176 @@
+"""``pipeline(image, prompt)`` and ``load_pipeline(...)``: one call for the main job.
+
+Loaded pipelines are cached per (method, base, depth model, control model, dtype, device), so a
+second call reuses them; the depth estimator caches the depth of each image as well.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple, Type, Union
+
+import torch
+
+from .components import MidasDepthEstimator
+from .depth_conditioning import MidasPipelineOutput
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A conditioning method: its pipeline class, default base and control model."""
+
+    name: str
+    pipeline_class: str  # attribute of the ``pipelines`` package
+    default_base: str
+    control_kind: Optional[str] = None  # "controlnet" | "controlnet_union" | "adapter"
+    default_control: Optional[str] = None
+    description: str = ""
+
+
+METHODS: Dict[str, MethodSpec] = {
+    m.name: m
+    for m in (
+        MethodSpec("depth2img", "MidasDepth2ImgPipeline", "sd2-community/stable-diffusion-2-depth",
+                   description="SD2 depth UNet (5 input channels); strength controls how much changes"),
+        MethodSpec("controlnet", "MidasControlNetPipeline", "stable-diffusion-v1-5/stable-diffusion-v1-5",
+                   "controlnet", "lllyasviel/control_v11f1p_sd15_depth", "SD 1.5 + depth ControlNet"),
+        MethodSpec("controlnet-sdxl", "MidasControlNetXLPipeline", "stabilityai/stable-diffusion-xl-base-1.0",
+                   "controlnet", "diffusers/controlnet-depth-sdxl-1.0", "SDXL + depth ControlNet"),
+        MethodSpec("controlnet-union", "MidasControlNetUnionXLPipeline", "stabilityai/stable-diffusion-xl-base-1.0",
+                   "controlnet_union", "xinsir/controlnet-union-sdxl-1.0", "SDXL + ControlNet-Union (depth mode)"),
+        MethodSpec("t2i-adapter", "MidasT2IAdapterXLPipeline", "stabilityai/stable-diffusion-xl-base-1.0",
+                   "adapter", "TencentARC/t2i-adapter-depth-midas-sdxl-1.0", "SDXL + depth T2I-Adapter"),
+    )
+}
+DEFAULT_DEPTH_MODEL = "dpt_beit_large_512"
+
+_LOADED: Dict[tuple, Any] = {}
+
+
+def get_method(method: str) -> MethodSpec:
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    return METHODS[method]
+
+
+def _control_model(kind: str, source: Union[str, os.PathLike, torch.nn.Module], dtype, local_only: bool):
+    if isinstance(source, torch.nn.Module):
+        return source
+    import diffusers
+
+    cls = {"controlnet": diffusers.ControlNetModel, "controlnet_union": diffusers.ControlNetUnionModel,
+           "adapter": diffusers.T2IAdapter}[kind]
+    try:
+        return cls.from_pretrained(str(source), torch_dtype=dtype, local_files_only=local_only)
+    except (OSError, ValueError, EnvironmentError) as exc:
+        raise ValueError(f"cannot load the {kind} {source!r}: {str(exc).splitlines()[0]}") from None
+
+
+def _depth_component(depth_model: Union[str, MidasDepthEstimator], **kwargs) -> MidasDepthEstimator:
+    if isinstance(depth_model, MidasDepthEstimator):
+        return depth_model
+    return MidasDepthEstimator.from_zoo(depth_model, **kwargs)
+
+
+def load_pipeline(
+    method: str = "controlnet",
+    base: Optional[Union[str, os.PathLike]] = None,
+    depth_model: Union[str, MidasDepthEstimator] = DEFAULT_DEPTH_MODEL,
+    control_model: Optional[Union[str, os.PathLike, torch.nn.Module]] = None,
+    *,
+    dtype: Optional[torch.dtype] = None,
+    device: Optional[Union[str, torch.device]] = None,
+    single_file_config: Optional[Union[str, os.PathLike]] = None,
+    local_files_only: Optional[bool] = None,
+    weights_dir: Optional[os.PathLike] = None,
+    cache: bool = True,
+):
+    """A ready pipeline for ``method`` on ``base`` with the zoo ``depth_model``.
+
+    ``base``: a hub id, a local diffusers folder, or a single-file ``.safetensors``/``.ckpt``
+    checkpoint as A1111 and ComfyUI keep them (then ``single_file_config`` must name a local
+    diffusers config folder of that model family, since nothing is fetched for it).
+    ``control_model``: the ControlNet / adapter (id, folder or loaded model); default per method.
+    """
+    spec = get_method(method)
+    base = str(base) if base is not None else spec.default_base
+    local_only = local_files_only if local_files_only is not None else os.environ.get("HF_HUB_OFFLINE") == "1"
+    key = (method, base, depth_model if isinstance(depth_model, str) else id(depth_model),
+           str(control_model) if not isinstance(control_model, torch.nn.Module) else id(control_model),
+           str(dtype), str(device), str(single_file_config))
+    if cache and key in _LOADED:
+        return _LOADED[key]
+    import pipelines as package
+
+    cls: Type = getattr(package, spec.pipeline_class)
+    extra: Dict[str, Any] = {"depth_estimator": _depth_component(depth_model, weights_dir=weights_dir)}
+    if spec.control_kind:
+        extra["controlnet" if spec.control_kind != "adapter" else "adapter"] = _control_model(
+            spec.control_kind, control_model or spec.default_control, dtype, local_only
+        )
+    path = Path(base)
+    try:
+        if path.suffix in (".safetensors", ".ckpt") and path.is_file():
+            if single_file_config is None:
+                raise ValueError(
+                    f"base {base!r} is a single-file checkpoint: pass single_file_config= (a local diffusers "
+                    "folder of the same model family, e.g. a saved pipeline), since nothing can be fetched"
+                )
+            pipe = cls.from_single_file(str(path), config=str(single_file_config), torch_dtype=dtype,
+                                        local_files_only=True, **extra)
+        else:
+            if not path.exists() and ("/" not in base or base.startswith((".", "/"))):
+                raise ValueError(f"unknown base {base!r}: not a local folder, file or hub id")
+            pipe = cls.from_pretrained(base, torch_dtype=dtype, local_files_only=local_only, **extra)
+    except (OSError, EnvironmentError) as exc:
+        raise ValueError(f"cannot load base {base!r} for {method}: {str(exc).splitlines()[0]}") from None
+    if dtype is not None:
+        pipe.depth_estimator.to(dtype=torch.float32)  # depth runs in fp32 unless the caller changes it
+    if device is not None:
+        pipe.to(device)
+    if cache:
+        _LOADED[key] = pipe
+    return pipe
+
+
+def clear_cache() -> None:
+    """Forget every loaded pipeline (frees their memory once no one else holds them)."""
+    _LOADED.clear()
+
+
+def pipeline(
+    image: Any,
+    prompt: str,
+    *,
+    method: str = "controlnet",
+    base: Optional[Union[str, os.PathLike]] = None,
+    depth_model: Union[str, MidasDepthEstimator] = DEFAULT_DEPTH_MODEL,
+    control_model: Optional[Union[str, os.PathLike, torch.nn.Module]] = None,
+    seed: Optional[int] = None,
+    dtype: Optional[torch.dtype] = None,
+    device: Optional[Union[str, torch.device]] = None,
+    single_file_config: Optional[Union[str, os.PathLike]] = None,
+    **kwargs,
+) -> MidasPipelineOutput:
+    """Restyle ``image`` with ``prompt`` keeping its depth, in one call.
+
+    Loads (and caches) what it needs, estimates depth (cached per image and settings), runs the
+    method, and returns ``MidasPipelineOutput(images, disparity, settings)``; ``settings`` holds
+    the seed (drawn at random when not given) and everything else needed to reproduce the result.
+    Keyword arguments go to the pipeline (``num_inference_steps``, ``guidance_scale``,
+    ``negative_prompt``, ``strength``, ``processing_resolution``, ``percentile``, ``gamma``,
+    ``invert``, ``background_mask``, ...).
+    """
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ValueError("prompt must be a non-empty string")
+    pipe = load_pipeline(method, base, depth_model, control_model, dtype=dtype, device=device,
+                         single_file_config=single_file_config)
+    if seed is None and kwargs.get("generator") is None:
+        seed = random.SystemRandom().randrange(2**31)
+    out = pipe(prompt, image=image, seed=seed, **kwargs)
+    out.settings.update(method=method, base=str(base or get_method(method).default_base),
+                        control_model=str(control_model or get_method(method).default_control or ""))
+    return out

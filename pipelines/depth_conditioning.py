@@ -1,0 +1,226 @@
+"""What every MiDaS pipeline does before and after calling its diffusers parent.
+
+``MidasDepthMixin.prepare_midas_depth`` turns the user's photo into (a) the image the parent gets,
+at a size the VAE accepts, and (b) the disparity that conditions it, estimated by the registered
+``depth_estimator`` (cached) or taken from ``depth_map``. ``restore_size`` maps the results back
+to the photo's own size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+import PIL.Image
+import torch
+import torch.nn.functional as F
+from diffusers.utils import BaseOutput
+
+from midas_diffusion.images import to_rgb_tensors
+
+from .components import DepthSettings, MidasDepthEstimator  # noqa: F401
+from .conditioning import apply_background, check_disparity
+
+
+@dataclass
+class MidasPipelineOutput(BaseOutput):
+    """``images``: the results (PIL list, numpy or tensor, per ``output_type``), at the input's size.
+    ``disparity``: (B,1,H,W) float32 in [0,1] (near = 1) that conditioned them, at the input's size.
+    ``settings``: everything needed to reproduce the call (seed included when known)."""
+
+    images: Any
+    disparity: torch.Tensor
+    settings: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PreparedDepth:
+    image: Any  # what the diffusers parent gets as its photo (None for pure ControlNet/adapter)
+    disparity: torch.Tensor  # (B,1,H,W) at the original size
+    work_disparity: torch.Tensor  # (B,1,h,w) at the working size
+    size: Tuple[int, int]  # original (H, W)
+    work_size: Tuple[int, int]  # multiple of the VAE factor
+
+
+def working_size(height: int, width: int, multiple: int = 8, minimum: int = 8) -> Tuple[int, int]:
+    """Nearest multiple of ``multiple`` (at least ``minimum``) for each side."""
+    def snap(x):
+        return max(minimum, int(round(x / multiple)) * multiple)
+
+    return snap(height), snap(width)
+
+
+class MidasDepthMixin:
+    """Shared by the MiDaS pipelines; expects ``self.depth_estimator`` and ``self.vae_scale_factor``."""
+
+    def check_midas_inputs(self, num_inference_steps=None, strength=None, guidance_scale=None, num_images_per_prompt=None):
+        if num_inference_steps is not None and (not isinstance(num_inference_steps, int) or num_inference_steps < 1):
+            raise ValueError(f"num_inference_steps must be an integer >= 1, got {num_inference_steps!r}")
+        if strength is not None and not 0 <= strength <= 1:
+            raise ValueError(f"strength must be in [0, 1], got {strength!r}")
+        if guidance_scale is not None and guidance_scale < 0:
+            raise ValueError(f"guidance_scale must be >= 0, got {guidance_scale!r}")
+        if num_images_per_prompt is not None and num_images_per_prompt < 1:
+            raise ValueError(f"num_images_per_prompt must be >= 1, got {num_images_per_prompt!r}")
+
+    def prepare_midas_depth(
+        self,
+        image: Any,
+        depth_map: Optional[torch.Tensor],
+        settings: DepthSettings,
+        background_mask: Optional[Any] = None,
+        background_weight: float = 0.0,
+        keep_image: bool = True,
+    ) -> PreparedDepth:
+        if image is None and depth_map is None:
+            raise ValueError("image is required (or pass depth_map for the conditioning)")
+        max_pixels = getattr(self.depth_estimator.config, "max_pixels", None) if self.depth_estimator is not None else None
+        rgb = to_rgb_tensors(image, max_pixels) if image is not None else None
+        if rgb is not None and len({tuple(t.shape) for t in rgb}) > 1:
+            raise ValueError("all images of one call must have the same size")
+        if depth_map is not None:
+            size = tuple(rgb[0].shape[-2:]) if rgb is not None else None
+            disparity = check_disparity(depth_map, *(size or (None, None)))
+        else:
+            if self.depth_estimator is None:
+                raise ValueError("this pipeline has no depth_estimator: pass depth_map=")
+            disparity = torch.cat(self.depth_estimator.estimate(rgb, settings))
+        disparity = apply_background(disparity, background_mask, background_weight)
+        height, width = disparity.shape[-2:]
+        factor = getattr(self, "vae_scale_factor", 8)
+        work = working_size(height, width, multiple=factor)
+        work_disparity = disparity
+        if work != (height, width):
+            work_disparity = F.interpolate(disparity, size=work, mode="bilinear", align_corners=False)
+        parent_image = None
+        if keep_image and rgb is not None:
+            batch = torch.stack(rgb)
+            if work != tuple(batch.shape[-2:]):
+                batch = F.interpolate(batch, size=work, mode="bicubic", align_corners=False).clamp(0, 1)
+            parent_image = _as_parent_image(image, batch, unchanged=work == (height, width))
+        return PreparedDepth(parent_image, disparity, work_disparity, (int(height), int(width)), work)
+
+    @staticmethod
+    def restore_size(images: Any, size: Tuple[int, int], output_type: str) -> Any:
+        """Resize generated images back to the input's (H, W)."""
+        height, width = size
+        if output_type == "latent" or images is None:
+            return images
+        if output_type == "pil":
+            return [im if im.size == (width, height) else im.resize((width, height), PIL.Image.LANCZOS) for im in images]
+        if output_type == "np":
+            if images.shape[1:3] == (height, width):
+                return images
+            t = torch.from_numpy(images).permute(0, 3, 1, 2)
+            t = F.interpolate(t, size=size, mode="bicubic", align_corners=False).clamp(0, 1)
+            return t.permute(0, 2, 3, 1).numpy()
+        if output_type == "pt":
+            if tuple(images.shape[-2:]) == size:
+                return images
+            return F.interpolate(images.float(), size=size, mode="bicubic", align_corners=False).clamp(0, 1)
+        return images
+
+
+def _as_parent_image(original: Any, batch: torch.Tensor, unchanged: bool) -> Any:
+    """Keep PIL input as PIL when its size already fits (so results equal the upstream pipeline's);
+    otherwise hand over the resized (B,3,h,w) tensor in [0,1]. numpy never goes to the parent as
+    numpy (upstream depth2img swaps height and width for non-square arrays)."""
+    if unchanged and isinstance(original, PIL.Image.Image):
+        return original
+    if unchanged and isinstance(original, list) and all(isinstance(i, PIL.Image.Image) for i in original):
+        return original
+    return batch
+
+
+def settings_dict(**kwargs) -> Dict[str, Any]:
+    out = {}
+    for k, v in kwargs.items():
+        if isinstance(v, torch.Tensor):
+            continue
+        if isinstance(v, np.ndarray):
+            continue
+        out[k] = v
+    return out
+
+
+def generator_for(seed: Optional[int], generator: Any) -> Tuple[Any, Optional[int]]:
+    """``seed`` -> a CPU generator (reproducible on any device); a given ``generator`` wins."""
+    if generator is not None:
+        return generator, seed
+    if seed is None:
+        return None, None
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    return torch.Generator("cpu").manual_seed(seed), seed
+
+
+class MidasControlMixin(MidasDepthMixin):
+    """``__call__`` for pipelines conditioned by a control image (ControlNet, ControlNet-Union,
+    T2I-Adapter): the photo's disparity becomes the 3-channel float control image (near = white);
+    the photo itself is not denoised from. Subclasses name the parent's control argument."""
+
+    method_name = "controlnet"
+
+    def control_kwargs(self, control: torch.Tensor) -> Dict[str, Any]:
+        return {"image": control}
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt=None,
+        image=None,
+        depth_map: Optional[torch.Tensor] = None,
+        num_inference_steps: int = 50,
+        guidance_scale: Optional[float] = None,
+        *,
+        seed: Optional[int] = None,
+        generator=None,
+        processing_resolution: Optional[int] = None,
+        percentile: Optional[Tuple[float, float]] = None,
+        gamma: float = 1.0,
+        invert: bool = False,
+        background_mask=None,
+        background_weight: float = 0.0,
+        num_images_per_prompt: int = 1,
+        output_type: str = "pil",
+        return_dict: bool = True,
+        **kwargs,
+    ):
+        """``image``: the photo whose depth conditions the result (or pass ``depth_map``, a disparity
+        (B,1,H,W) in [0,1]). Other keyword arguments go to the diffusers parent's ``__call__``
+        (``negative_prompt``, ``controlnet_conditioning_scale``, ``callback_on_step_end``, ...)."""
+        from .conditioning import control_image
+
+        self.check_midas_inputs(num_inference_steps, None, guidance_scale, num_images_per_prompt)
+        if "strength" in kwargs:
+            raise ValueError("strength applies to depth2img only; ControlNet/adapters generate from noise")
+        settings = DepthSettings(processing_resolution, percentile, gamma, invert)
+        prepared = self.prepare_midas_depth(image, depth_map, settings, background_mask, background_weight, keep_image=False)
+        generator, seed = generator_for(seed, generator)
+        if guidance_scale is not None:
+            kwargs["guidance_scale"] = guidance_scale
+        height, width = prepared.work_size
+        control = control_image(prepared.work_disparity)
+        result = super().__call__(
+            prompt=prompt,
+            height=height,
+            width=width,
+            num_inference_steps=num_inference_steps,
+            num_images_per_prompt=num_images_per_prompt,
+            generator=generator,
+            output_type=output_type,
+            return_dict=True,
+            **self.control_kwargs(control),
+            **kwargs,
+        )
+        images = self.restore_size(result.images, prepared.size, output_type)
+        run_settings = dict(
+            method=self.method_name, prompt=prompt, seed=seed, num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale, num_images_per_prompt=num_images_per_prompt,
+            depth_model=getattr(self.depth_estimator, "model_name", None), **settings.__dict__,
+            negative_prompt=kwargs.get("negative_prompt"), scheduler=type(self.scheduler).__name__,
+        )
+        if not return_dict:
+            return images, prepared.disparity
+        return MidasPipelineOutput(images=images, disparity=prepared.disparity, settings=run_settings)

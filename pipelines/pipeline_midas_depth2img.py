@@ -1,0 +1,101 @@
+"""Depth-to-image on a 5-channel UNet (the Stable Diffusion 2 depth family), conditioned on MiDaS
+disparity from the zoo instead of DPT-Hybrid.
+
+The denoising loop is diffusers' ``StableDiffusionDepth2ImgPipeline``; this class adds the zoo
+depth estimator as a registered component and feeds it the float disparity as ``depth_map``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Tuple
+
+import torch
+from diffusers import AutoencoderKL, StableDiffusionDepth2ImgPipeline, UNet2DConditionModel
+from diffusers.schedulers import KarrasDiffusionSchedulers
+from transformers import CLIPTextModel, CLIPTokenizer
+
+from .components import DepthSettings, MidasDepthEstimator
+from .conditioning import depth2img_depth_map
+from .depth_conditioning import MidasDepthMixin, MidasPipelineOutput, generator_for
+
+
+class MidasDepth2ImgPipeline(MidasDepthMixin, StableDiffusionDepth2ImgPipeline):
+    r"""Restyle ``image`` with ``prompt`` while keeping its MiDaS depth.
+
+    Args:
+        vae, text_encoder, tokenizer, unet (``in_channels=5``), scheduler: as in Stable Diffusion 2 depth.
+        depth_estimator ([`MidasDepthEstimator`]): the zoo model that makes the disparity.
+    """
+
+    _optional_components = ["feature_extractor", "depth_estimator"]
+
+    def __init__(
+        self,
+        vae: AutoencoderKL,
+        text_encoder: CLIPTextModel,
+        tokenizer: CLIPTokenizer,
+        unet: UNet2DConditionModel,
+        scheduler: KarrasDiffusionSchedulers,
+        depth_estimator: Optional[MidasDepthEstimator] = None,
+        feature_extractor: Any = None,
+    ):
+        if unet is not None and unet.config.in_channels != 5:
+            raise ValueError(f"depth-to-image needs a 5-channel UNet (latents + depth), got in_channels={unet.config.in_channels}")
+        super().__init__(
+            vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
+            depth_estimator=depth_estimator, feature_extractor=feature_extractor,
+        )
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt=None,
+        image=None,
+        depth_map: Optional[torch.Tensor] = None,
+        strength: float = 0.8,
+        num_inference_steps: int = 50,
+        guidance_scale: float = 7.5,
+        *,
+        seed: Optional[int] = None,
+        generator=None,
+        processing_resolution: Optional[int] = None,
+        percentile: Optional[Tuple[float, float]] = None,
+        gamma: float = 1.0,
+        invert: bool = False,
+        background_mask=None,
+        background_weight: float = 0.0,
+        num_images_per_prompt: int = 1,
+        output_type: str = "pil",
+        return_dict: bool = True,
+        **kwargs,
+    ):
+        """``image``: the photo (PIL, numpy, tensor, path); ``depth_map``: an optional precomputed
+        disparity (B,1,H,W) in [0,1] at the photo's size; otherwise it is estimated (and cached).
+        Other keyword arguments go to diffusers' depth-to-image ``__call__``."""
+        self.check_midas_inputs(num_inference_steps, strength, guidance_scale, num_images_per_prompt)
+        settings = DepthSettings(processing_resolution, percentile, gamma, invert)
+        prepared = self.prepare_midas_depth(image, depth_map, settings, background_mask, background_weight)
+        generator, seed = generator_for(seed, generator)
+        result = super().__call__(
+            prompt=prompt,
+            image=prepared.image,
+            depth_map=depth2img_depth_map(prepared.work_disparity),
+            strength=strength,
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+            num_images_per_prompt=num_images_per_prompt,
+            generator=generator,
+            output_type=output_type,
+            return_dict=True,
+            **kwargs,
+        )
+        images = self.restore_size(result.images, prepared.size, output_type)
+        run_settings = dict(
+            method="depth2img", prompt=prompt, seed=seed, strength=strength, num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale, num_images_per_prompt=num_images_per_prompt,
+            depth_model=getattr(self.depth_estimator, "model_name", None), **settings.__dict__,
+            negative_prompt=kwargs.get("negative_prompt"), scheduler=type(self.scheduler).__name__,
+        )
+        if not return_dict:
+            return images, prepared.disparity
+        return MidasPipelineOutput(images=images, disparity=prepared.disparity, settings=run_settings)
