@@ -1,0 +1,65 @@
+"""Grouping files into batches of equal network size, and reading the next batches ahead."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Callable, Dict, Hashable, Iterable, Iterator, List, Optional, Sequence, Tuple, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+_TRANSPOSING_ORIENTATIONS = {5, 6, 7, 8}  # EXIF orientations that swap width and height
+
+
+def peek_size(path: os.PathLike) -> Optional[Tuple[int, int]]:
+    """``(height, width)`` of an image file as it will be read (EXIF rotation applied), from its
+    header only; None if the file cannot be opened (the full read reports why)."""
+    try:
+        from PIL import Image
+
+        with Image.open(path) as img:
+            w, h = img.size
+            orientation = img.getexif().get(0x0112, 1)
+    except Exception:  # noqa: BLE001 - any unreadable file is reported by the real read
+        return None
+    return (w, h) if orientation in _TRANSPOSING_ORIENTATIONS else (h, w)
+
+
+def group_batches(items: Sequence[T], key: Callable[[T], Hashable], batch_size: int) -> List[List[T]]:
+    """Items of equal ``key`` in batches of at most ``batch_size``, groups in order of first appearance."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    groups: Dict[Hashable, List[T]] = {}
+    for item in items:
+        groups.setdefault(key(item), []).append(item)
+    return [group[i : i + batch_size] for group in groups.values() for i in range(0, len(group), batch_size)]
+
+
+def _load_all(batch: Sequence[T], load: Callable[[T], R]) -> List[object]:
+    out: List[object] = []
+    for item in batch:
+        try:
+            out.append(load(item))
+        except Exception as exc:  # noqa: BLE001 - handed to the consumer, who reports it per file
+            out.append(exc)
+    return out
+
+
+def read_ahead(batches: Iterable[Sequence[T]], load: Callable[[T], R], depth: int = 2) -> Iterator[Tuple[Sequence[T], List[object]]]:
+    """Yield ``(batch, loaded)`` in order while a worker thread loads up to ``depth`` batches ahead.
+    A file that fails to load appears in ``loaded`` as its exception."""
+    if depth < 1:
+        for batch in batches:
+            yield batch, _load_all(batch, load)
+        return
+    pending: List[Tuple[Sequence[T], Future]] = []
+    iterator = iter(batches)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="midas-read") as pool:
+        for batch in iterator:
+            pending.append((batch, pool.submit(_load_all, batch, load)))
+            if len(pending) > depth:
+                batch0, future = pending.pop(0)
+                yield batch0, future.result()
+        for batch0, future in pending:
+            yield batch0, future.result()
