@@ -1,0 +1,262 @@
+"""Pipelines on tiny random components, offline."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tiny_sd import (
+    sd15_components,
+    tiny_controlnet,
+    tiny_depth_estimator,
+    tiny_scheduler,
+    tiny_text_encoder,
+    tiny_tokenizer,
+    tiny_unet,
+    tiny_vae,
+)
+
+diffusers = pytest.importorskip("diffusers")
+
+from pipelines import (  # noqa: E402
+    MidasControlNetPipeline,
+    MidasControlNetUnionXLPipeline,
+    MidasControlNetXLPipeline,
+    MidasDepth2ImgPipeline,
+    MidasT2IAdapterXLPipeline,
+    clear_cache,
+    load_pipeline,
+    pipeline,
+)
+
+PROMPT = "a red brick house"
+
+
+def _photo(h=48, w=80, seed=0):
+    rng = np.random.default_rng(seed)
+    ramp = np.linspace(0, 255, w)[None, :, None] * np.ones((h, 1, 3))
+    return np.clip(ramp + rng.normal(0, 25, (h, w, 3)), 0, 255).astype(np.uint8)
+
+
+def _quiet(pipe):
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.fixture(scope="module")
+def depth2img():
+    comp = sd15_components(in_channels=5)
+    return comp, _quiet(MidasDepth2ImgPipeline(**comp, depth_estimator=tiny_depth_estimator()))
+
+
+@pytest.fixture(scope="module")
+def controlnet():
+    comp = sd15_components()
+    cn = tiny_controlnet()
+    return comp, cn, _quiet(MidasControlNetPipeline(**comp, controlnet=cn, depth_estimator=tiny_depth_estimator()))
+
+
+# 1. same result as upstream ------------------------------------------------------------------
+
+def test_depth2img_equals_upstream_non_square(depth2img):
+    comp, ours = depth2img
+    photo = Image.fromarray(_photo())
+    out = ours(PROMPT, image=photo, num_inference_steps=2, seed=3, output_type="np")
+    upstream = _quiet(diffusers.StableDiffusionDepth2ImgPipeline(**comp, depth_estimator=None, feature_extractor=None))
+    ref = upstream(PROMPT, image=photo, depth_map=out.disparity[:, 0], num_inference_steps=2,
+                   generator=torch.Generator().manual_seed(3), output_type="np")
+    assert out.images.shape == (1, 48, 80, 3)
+    np.testing.assert_allclose(out.images, ref.images, atol=1e-5)
+
+
+def test_depth2img_numpy_non_square_is_not_transposed(depth2img):
+    """Upstream derives (width, height) from a numpy image's shape[:-1], swapping them."""
+    comp, ours = depth2img
+    array = _photo()
+    upstream = _quiet(diffusers.StableDiffusionDepth2ImgPipeline(**comp, depth_estimator=None, feature_extractor=None))
+    disparity = ours.depth_estimator.estimate(array)[0]
+    with pytest.raises(RuntimeError):  # the swapped depth size cannot be concatenated with the latents
+        upstream(PROMPT, image=[array], depth_map=disparity[:, 0], num_inference_steps=2, output_type="np")
+    out = ours(PROMPT, image=array, num_inference_steps=2, seed=3, output_type="np")
+    ref = upstream(PROMPT, image=Image.fromarray(array), depth_map=disparity[:, 0], num_inference_steps=2,
+                   generator=torch.Generator().manual_seed(3), output_type="np")
+    np.testing.assert_allclose(out.images, ref.images, atol=1e-5)
+
+
+def test_controlnet_equals_upstream_with_float_control_image(controlnet):
+    comp, cn, ours = controlnet
+    photo = _photo()
+    out = ours(PROMPT, image=photo, num_inference_steps=2, seed=5, output_type="np")
+    upstream = _quiet(diffusers.StableDiffusionControlNetPipeline(**comp, controlnet=cn, safety_checker=None,
+                                                                  feature_extractor=None, requires_safety_checker=False))
+    control = out.disparity.expand(-1, 3, -1, -1)
+    ref = upstream(PROMPT, image=control, num_inference_steps=2, generator=torch.Generator().manual_seed(5), output_type="np")
+    assert out.images.shape == ref.images.shape == (1, 48, 80, 3)
+    np.testing.assert_allclose(out.images, ref.images, atol=1e-5)
+
+
+# 2. save_pretrained / from_pretrained ----------------------------------------------------------
+
+@pytest.mark.parametrize("which", ["depth2img", "controlnet"])
+def test_save_and_load_give_identical_outputs(which, depth2img, controlnet, tmp_path):
+    pipe = depth2img[1] if which == "depth2img" else controlnet[2]
+    photo = _photo(40, 56)
+    before = pipe(PROMPT, image=photo, num_inference_steps=2, seed=11, output_type="np")
+    pipe.save_pretrained(tmp_path)
+    again = _quiet(type(pipe).from_pretrained(tmp_path))
+    assert again.depth_estimator.model_name == pipe.depth_estimator.model_name
+    after = again(PROMPT, image=photo, num_inference_steps=2, seed=11, output_type="np")
+    np.testing.assert_array_equal(before.images, after.images)
+    assert torch.equal(before.disparity, after.disparity)
+
+
+# 3. the depth cache -------------------------------------------------------------------------------
+
+def test_repeated_prompts_run_the_depth_model_once(controlnet):
+    _, _, pipe = controlnet
+    pipe.depth_estimator.clear_cache()
+    photo = _photo(seed=7)
+    runs = pipe.depth_estimator.depth_runs
+    for prompt in ("a castle", "a boat", "a forest"):
+        pipe(prompt, image=photo, num_inference_steps=1, seed=0, output_type="np")
+    assert pipe.depth_estimator.depth_runs == runs + 1
+    pipe(PROMPT, image=photo, num_inference_steps=1, seed=0, output_type="np", gamma=0.5)  # new settings
+    assert pipe.depth_estimator.depth_runs == runs + 2
+
+
+# 4. bad input --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "kwargs,argument",
+    [
+        (dict(strength=1.5), "strength"),
+        (dict(strength=-0.1), "strength"),
+        (dict(num_inference_steps=0), "num_inference_steps"),
+        (dict(depth_map=torch.rand(1, 1, 10, 10)), "depth_map"),
+        (dict(depth_map=torch.full((1, 1, 48, 80), 0.5)), "depth_map"),
+        (dict(depth_map=torch.rand(2, 3, 48, 80)), "depth_map"),
+    ],
+)
+def test_bad_arguments_raise_value_errors_naming_them(kwargs, argument, depth2img):
+    _, pipe = depth2img
+    with pytest.raises(ValueError, match=argument):
+        pipe(PROMPT, image=_photo(), **{"num_inference_steps": 2, **kwargs})
+
+
+def test_image_over_pixel_limit(depth2img):
+    _, pipe = depth2img
+    pipe.depth_estimator.register_to_config(max_pixels=1000)
+    try:
+        with pytest.raises(ValueError, match="over the limit"):
+            pipe(PROMPT, image=_photo(), num_inference_steps=2)
+    finally:
+        pipe.depth_estimator.register_to_config(max_pixels=64_000_000)
+
+
+def test_unknown_method_and_base():
+    with pytest.raises(ValueError, match="unknown method 'depth3d'"):
+        load_pipeline("depth3d")
+    with pytest.raises(ValueError, match="base"):
+        load_pipeline("controlnet", base="./no/such/folder", depth_model=tiny_depth_estimator(), control_model=tiny_controlnet())
+    with pytest.raises(ValueError, match="prompt"):
+        pipeline(_photo(), "  ", method="controlnet")
+
+
+# 5. background mask -------------------------------------------------------------------------------
+
+def test_background_mask_changes_conditioning_only_outside(controlnet):
+    _, _, pipe = controlnet
+    photo = _photo()
+    mask = np.zeros((48, 80), np.float32)
+    mask[10:40, 20:60] = 1
+    full = pipe(PROMPT, image=photo, num_inference_steps=1, seed=0, output_type="np").disparity
+    flat = pipe(PROMPT, image=photo, num_inference_steps=1, seed=0, output_type="np",
+                background_mask=torch.from_numpy(mask)).disparity
+    half = pipe(PROMPT, image=photo, num_inference_steps=1, seed=0, output_type="np",
+                background_mask=torch.from_numpy(mask), background_weight=0.5).disparity
+    inside = torch.from_numpy(mask).bool()[None, None]
+    assert torch.equal(flat[inside], full[inside]) and torch.equal(half[inside], full[inside])
+    assert (flat[~inside] == 0).all()
+    torch.testing.assert_close(half[~inside], 0.5 * full[~inside])
+
+
+# sizes, output types, entry point -----------------------------------------------------------------
+
+def test_any_size_is_restored_and_output_types(depth2img):
+    _, pipe = depth2img
+    photo = _photo(45, 77)
+    pil = pipe(PROMPT, image=photo, num_inference_steps=2, seed=0).images[0]
+    assert pil.size == (77, 45)
+    pt = pipe(PROMPT, image=photo, num_inference_steps=2, seed=0, output_type="pt")
+    assert pt.images.shape == (1, 3, 45, 77) and pt.disparity.shape == (1, 1, 45, 77)
+    assert pt.settings["seed"] == 0 and pt.settings["method"] == "depth2img"
+    two = pipe(PROMPT, image=photo, num_inference_steps=2, seed=0, output_type="np", num_images_per_prompt=2)
+    assert two.images.shape == (2, 45, 77, 3)
+
+
+def test_callback_and_scheduler_choice(controlnet):
+    _, _, pipe = controlnet
+    steps = []
+
+    def on_step(p, i, t, kw):
+        steps.append(i)
+        return kw
+
+    pipe.scheduler = diffusers.EulerDiscreteScheduler.from_config(pipe.scheduler.config)
+    try:
+        pipe(PROMPT, image=_photo(), num_inference_steps=3, seed=0, output_type="np", callback_on_step_end=on_step)
+    finally:
+        pipe.scheduler = tiny_scheduler()
+    assert steps == [0, 1, 2]
+
+
+def test_pipeline_entry_point_loads_once_and_records_settings(controlnet, tmp_path):
+    _, cn, pipe = controlnet
+    pipe.save_pretrained(tmp_path / "base")
+    clear_cache()
+    kwargs = dict(method="controlnet", base=tmp_path / "base", depth_model=pipe.depth_estimator,
+                  control_model=cn, num_inference_steps=1, output_type="np")
+    a = pipeline(_photo(), PROMPT, seed=42, **kwargs)
+    loaded = load_pipeline("controlnet", tmp_path / "base", pipe.depth_estimator, cn)
+    b = pipeline(_photo(), PROMPT, seed=42, **kwargs)
+    assert load_pipeline("controlnet", tmp_path / "base", pipe.depth_estimator, cn) is loaded
+    np.testing.assert_array_equal(a.images, b.images)
+    assert a.settings["seed"] == 42 and a.settings["depth_model"] == pipe.depth_estimator.model_name
+    c = pipeline(_photo(), PROMPT, **kwargs)
+    assert isinstance(c.settings["seed"], int)
+    clear_cache()
+
+
+# SDXL methods --------------------------------------------------------------------------------------
+
+def _sdxl_components():
+    return dict(vae=tiny_vae(), text_encoder=tiny_text_encoder(), text_encoder_2=tiny_text_encoder(projection=True),
+                tokenizer=tiny_tokenizer(), tokenizer_2=tiny_tokenizer(), unet=tiny_unet(sdxl=True),
+                scheduler=tiny_scheduler())
+
+
+def test_sdxl_controlnet_union_and_adapter_run_on_one_depth_path():
+    comp = _sdxl_components()
+    est = tiny_depth_estimator()
+    photo = _photo(64, 96)
+    cn = _quiet(MidasControlNetXLPipeline(**comp, controlnet=tiny_controlnet(sdxl=True), depth_estimator=est))
+    out_cn = cn(PROMPT, image=photo, num_inference_steps=1, seed=0, output_type="np")
+    torch.manual_seed(0)
+    union_model = diffusers.ControlNetUnionModel(
+        block_out_channels=(32, 64), layers_per_block=1, in_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        cross_attention_dim=64, conditioning_embedding_out_channels=(16, 32), norm_num_groups=16, attention_head_dim=(2, 4),
+        use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=8,
+        projection_class_embeddings_input_dim=80, transformer_layers_per_block=(1, 1), num_control_type=6,
+        num_trans_channel=32, num_trans_head=2, num_trans_layer=1, num_proj_channel=32,
+    ).eval()
+    union = _quiet(MidasControlNetUnionXLPipeline(**comp, controlnet=union_model, depth_estimator=est))
+    out_union = union(PROMPT, image=photo, num_inference_steps=1, seed=0, output_type="np")
+    torch.manual_seed(0)
+    adapter = diffusers.T2IAdapter(in_channels=3, channels=[32, 64], num_res_blocks=1, downscale_factor=4,
+                                   adapter_type="full_adapter_xl").eval()
+    t2i = _quiet(MidasT2IAdapterXLPipeline(**comp, adapter=adapter, depth_estimator=est))
+    out_t2i = t2i(PROMPT, image=photo, num_inference_steps=1, seed=0, output_type="np")
+    for out in (out_cn, out_union, out_t2i):
+        assert out.images.shape == (1, 64, 96, 3) and np.isfinite(out.images).all()
+    assert torch.equal(out_cn.disparity, out_union.disparity) and torch.equal(out_cn.disparity, out_t2i.disparity)
+    assert est.depth_runs == 1  # one depth estimate served all three methods
