@@ -59,7 +59,8 @@ def write_video(path: os.PathLike, frames: Sequence[np.ndarray], fps: float = 24
             stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
             h, w = frames[0].shape[:2]
             stream.width, stream.height = w, h
-            stream.pix_fmt = "yuv420p" if codec in ("libx264", "h264", "mpeg4") else "rgb24" if codec == "png" else "yuv444p"
+            # lossless codecs keep RGB (ffv1: bgr0); the others get the widely playable yuv420p
+            stream.pix_fmt = {"ffv1": "bgr0", "png": "rgb24", "libx264rgb": "rgb24"}.get(codec, "yuv420p")
             if options:
                 stream.options = {k: str(v) for k, v in options.items()}
             for arr in frames:
