@@ -49,6 +49,41 @@ DEFAULT_DEPTH_MODEL = "dpt_beit_large_512"
 
 _LOADED: Dict[tuple, Any] = {}
 
+SCHEDULERS = {
+    "ddim": "DDIMScheduler",
+    "pndm": "PNDMScheduler",
+    "euler": "EulerDiscreteScheduler",
+    "euler-a": "EulerAncestralDiscreteScheduler",
+    "dpm++": "DPMSolverMultistepScheduler",
+    "unipc": "UniPCMultistepScheduler",
+    "lms": "LMSDiscreteScheduler",
+}
+
+
+def set_scheduler(pipe, name: Optional[str]):
+    """Swap the pipeline's scheduler for ``name`` (one of ``SCHEDULERS``), keeping its config."""
+    if name is None:
+        return pipe
+    if name not in SCHEDULERS:
+        raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}")
+    import diffusers
+
+    cls = getattr(diffusers, SCHEDULERS[name])
+    if type(pipe.scheduler) is not cls:
+        pipe.scheduler = cls.from_config(pipe.scheduler.config)
+    return pipe
+
+
+def configure_memory(pipe, cpu_offload: bool = False, attention_slicing: bool = False, vae_tiling: bool = False):
+    """diffusers' memory savers: model CPU offload (needs accelerate and a GPU), attention slicing, VAE tiling."""
+    if cpu_offload:
+        pipe.enable_model_cpu_offload()
+    if attention_slicing:
+        pipe.enable_attention_slicing()
+    if vae_tiling:
+        pipe.vae.enable_tiling()
+    return pipe
+
 
 def get_method(method: str) -> MethodSpec:
     if method not in METHODS:
@@ -78,7 +113,7 @@ def _depth_component(depth_model: Union[str, MidasDepthEstimator], **kwargs) -> 
 def load_pipeline(
     method: str = "controlnet",
     base: Optional[Union[str, os.PathLike]] = None,
-    depth_model: Union[str, MidasDepthEstimator] = DEFAULT_DEPTH_MODEL,
+    depth_model: Optional[Union[str, MidasDepthEstimator]] = None,
     control_model: Optional[Union[str, os.PathLike, torch.nn.Module]] = None,
     *,
     dtype: Optional[torch.dtype] = None,
@@ -93,7 +128,10 @@ def load_pipeline(
     ``base``: a hub id, a local diffusers folder, or a single-file ``.safetensors``/``.ckpt``
     checkpoint as A1111 and ComfyUI keep them (then ``single_file_config`` must name a local
     diffusers config folder of that model family, since nothing is fetched for it).
-    ``control_model``: the ControlNet / adapter (id, folder or loaded model); default per method.
+    ``depth_model``: a zoo name or a ``MidasDepthEstimator``; default: the base folder's own
+    depth estimator if it has one, else ``dpt_beit_large_512``.
+    ``control_model``: the ControlNet / adapter (id, folder or loaded model); default: the base
+    folder's own, else the method's default.
     """
     spec = get_method(method)
     base = str(base) if base is not None else spec.default_base
@@ -106,12 +144,16 @@ def load_pipeline(
     import pipelines as package
 
     cls: Type = getattr(package, spec.pipeline_class)
-    extra: Dict[str, Any] = {"depth_estimator": _depth_component(depth_model, weights_dir=weights_dir)}
-    if spec.control_kind:
-        extra["controlnet" if spec.control_kind != "adapter" else "adapter"] = _control_model(
-            spec.control_kind, control_model or spec.default_control, dtype, local_only
-        )
     path = Path(base)
+    # a saved pipeline folder brings its own components; explicit arguments override them
+    in_folder = {p.name for p in path.iterdir() if p.is_dir()} if path.is_dir() else set()
+    extra: Dict[str, Any] = {}
+    if depth_model is not None or "depth_estimator" not in in_folder:
+        extra["depth_estimator"] = _depth_component(depth_model or DEFAULT_DEPTH_MODEL, weights_dir=weights_dir)
+    if spec.control_kind:
+        slot = "controlnet" if spec.control_kind != "adapter" else "adapter"
+        if control_model is not None or slot not in in_folder:
+            extra[slot] = _control_model(spec.control_kind, control_model or spec.default_control, dtype, local_only)
     try:
         if path.suffix in (".safetensors", ".ckpt") and path.is_file():
             if single_file_config is None:
@@ -147,12 +189,13 @@ def pipeline(
     *,
     method: str = "controlnet",
     base: Optional[Union[str, os.PathLike]] = None,
-    depth_model: Union[str, MidasDepthEstimator] = DEFAULT_DEPTH_MODEL,
+    depth_model: Optional[Union[str, MidasDepthEstimator]] = None,
     control_model: Optional[Union[str, os.PathLike, torch.nn.Module]] = None,
     seed: Optional[int] = None,
     dtype: Optional[torch.dtype] = None,
     device: Optional[Union[str, torch.device]] = None,
     single_file_config: Optional[Union[str, os.PathLike]] = None,
+    scheduler: Optional[str] = None,
     **kwargs,
 ) -> MidasPipelineOutput:
     """Restyle ``image`` with ``prompt`` keeping its depth, in one call.
@@ -168,6 +211,7 @@ def pipeline(
         raise ValueError("prompt must be a non-empty string")
     pipe = load_pipeline(method, base, depth_model, control_model, dtype=dtype, device=device,
                          single_file_config=single_file_config)
+    set_scheduler(pipe, scheduler)
     if seed is None and kwargs.get("generator") is None:
         seed = random.SystemRandom().randrange(2**31)
     out = pipe(prompt, image=image, seed=seed, **kwargs)

@@ -1,0 +1,107 @@
+"""``midas-diffusion stylize IMAGE "PROMPT" -o OUT.png``: the main job from the shell.
+
+Registered with ``midas_diffusion``'s CLI through the ``midas_diffusion.cli`` entry-point group.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def add_parsers(sub) -> None:
+    from midas_diffusion.cli import _parse_percentile
+
+    from .api import METHODS, SCHEDULERS
+
+    p = sub.add_parser("stylize", help="restyle a photo with a prompt, keeping its depth")
+    p.add_argument("image")
+    p.add_argument("prompt")
+    p.add_argument("-o", "--output", required=True, help="output PNG (several images: OUT-0.png, OUT-1.png, ...)")
+    p.add_argument("--method", choices=list(METHODS), default="controlnet")
+    p.add_argument("--base", default=None, help="hub id, diffusers folder or single-file .safetensors")
+    p.add_argument("--single-file-config", default=None, help="local diffusers folder for a single-file base")
+    p.add_argument("--control-model", default=None, help="ControlNet / adapter id or folder (default per method)")
+    p.add_argument("--depth-model", default=None, help="zoo model (default: the base's own, else dpt_beit_large_512)")
+    p.add_argument("--negative-prompt", default=None)
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--guidance", type=float, default=None)
+    p.add_argument("--strength", type=float, default=None, help="depth2img only")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--num-images", type=int, default=1)
+    p.add_argument("--scheduler", choices=list(SCHEDULERS), default=None)
+    p.add_argument("--resolution", type=int, default=None, help="depth processing resolution")
+    p.add_argument("--percentile", type=_parse_percentile, default=None)
+    p.add_argument("--gamma", type=float, default=1.0)
+    p.add_argument("--invert", action="store_true")
+    p.add_argument("--mask", default=None, help="subject mask image (white = subject; alpha used if present)")
+    p.add_argument("--background-weight", type=float, default=0.0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32")
+    p.add_argument("--cpu-offload", action="store_true")
+    p.add_argument("--attention-slicing", action="store_true")
+    p.add_argument("--vae-tiling", action="store_true")
+    p.add_argument("--save-depth", action="store_true", help="also write OUT-depth.png (16-bit disparity)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=run_stylize)
+
+
+def _load_mask(path):
+    import numpy as np
+
+    from midas_diffusion.images import load_image_file
+
+    img = load_image_file(path)
+    if img.mode in ("RGBA", "LA"):
+        return np.asarray(img.getchannel("A"), dtype=np.float32) / 255
+    return np.asarray(img.convert("L"), dtype=np.float32) / 255
+
+
+def run_stylize(args) -> int:
+    import torch
+
+    from midas_diffusion.writers import atomic_path, write_png16
+
+    from .api import configure_memory, load_pipeline, pipeline
+
+    out = Path(args.output)
+    targets = [out] if args.num_images == 1 else [out.with_name(f"{out.stem}-{i}{out.suffix}") for i in range(args.num_images)]
+    existing = [t for t in targets if t.exists()]
+    if existing and not args.overwrite:
+        print(f"error: {existing[0]} exists (use --overwrite)", file=sys.stderr)
+        return 1
+    dtype = getattr(torch, args.dtype)
+    kwargs = dict(
+        num_inference_steps=args.steps, negative_prompt=args.negative_prompt, num_images_per_prompt=args.num_images,
+        processing_resolution=args.resolution, percentile=args.percentile, gamma=args.gamma, invert=args.invert,
+        background_weight=args.background_weight,
+    )
+    if args.guidance is not None:
+        kwargs["guidance_scale"] = args.guidance
+    if args.strength is not None:
+        kwargs["strength"] = args.strength
+    try:
+        if args.mask:
+            kwargs["background_mask"] = torch.from_numpy(_load_mask(args.mask))
+        pipe = load_pipeline(args.method, args.base, args.depth_model, args.control_model, dtype=dtype,
+                             device=None if args.cpu_offload else args.device, single_file_config=args.single_file_config)
+        configure_memory(pipe, args.cpu_offload, args.attention_slicing, args.vae_tiling)
+        result = pipeline(args.image, args.prompt, method=args.method, base=args.base, depth_model=args.depth_model,
+                          control_model=args.control_model, seed=args.seed, dtype=dtype,
+                          device=None if args.cpu_offload else args.device, single_file_config=args.single_file_config,
+                          scheduler=args.scheduler, **kwargs)
+    except (ValueError, FileNotFoundError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for target, image in zip(targets, result.images):
+        with atomic_path(target) as tmp:
+            image.save(tmp, format="PNG")
+    if args.save_depth:
+        write_png16(out.with_name(f"{out.stem}-depth.png"), result.disparity[0])
+    settings = {k: v for k, v in result.settings.items() if isinstance(v, (str, int, float, bool, list, tuple, type(None)))}
+    with atomic_path(out.with_suffix(".json")) as tmp:
+        tmp.write_text(json.dumps(settings, indent=2, default=str))
+    print(f"wrote {', '.join(str(t) for t in targets)} (seed {result.settings.get('seed')})")
+    return 0
