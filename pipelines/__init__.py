@@ -11,6 +11,7 @@ from .depth_conditioning import MidasPipelineOutput
 from .pipeline_midas_controlnet import MidasControlNetPipeline
 from .pipeline_midas_controlnet_sdxl import MidasControlNetUnionXLPipeline, MidasControlNetXLPipeline
 from .pipeline_midas_depth2img import MidasDepth2ImgPipeline
+from .pipeline_midas_ldm3d import MidasLDM3DPipeline, RGBDPipelineOutput
 from .pipeline_midas_t2i_adapter_xl import MidasT2IAdapterXLPipeline
 
 __all__ = [
@@ -21,8 +22,10 @@ __all__ = [
     "MidasControlNetXLPipeline",
     "MidasDepth2ImgPipeline",
     "MidasDepthEstimator",
+    "MidasLDM3DPipeline",
     "MidasPipelineOutput",
     "MidasT2IAdapterXLPipeline",
+    "RGBDPipelineOutput",
     "clear_cache",
     "load_pipeline",
     "pipeline",

@@ -218,3 +218,30 @@ def pipeline(
     out.settings.update(method=method, base=str(base or get_method(method).default_base),
                         control_model=str(control_model or get_method(method).default_control or ""))
     return out
+
+
+DEFAULT_RGBD_BASE = "Intel/ldm3d-4c"
+
+
+def load_rgbd_pipeline(base: Optional[Union[str, os.PathLike]] = None, *, dtype: Optional[torch.dtype] = None,
+                       device: Optional[Union[str, torch.device]] = None, local_files_only: Optional[bool] = None):
+    """The LDM3D text-to-RGBD pipeline on ``base`` (``Intel/ldm3d-4c``, ``Intel/ldm3d``,
+    ``Intel/ldm3d-pano`` or a local folder), cached like ``load_pipeline``."""
+    from .pipeline_midas_ldm3d import MidasLDM3DPipeline
+
+    base = str(base or DEFAULT_RGBD_BASE)
+    key = ("rgbd", base, str(dtype), str(device))
+    if key in _LOADED:
+        return _LOADED[key]
+    local_only = local_files_only if local_files_only is not None else os.environ.get("HF_HUB_OFFLINE") == "1"
+    if not Path(base).exists() and ("/" not in base or base.startswith((".", "/"))):
+        raise ValueError(f"unknown base {base!r}: not a local folder or hub id")
+    try:
+        pipe = MidasLDM3DPipeline.from_pretrained(base, torch_dtype=dtype, local_files_only=local_only,
+                                                  safety_checker=None, feature_extractor=None)
+    except (OSError, EnvironmentError) as exc:
+        raise ValueError(f"cannot load base {base!r} for rgbd: {str(exc).splitlines()[0]}") from None
+    if device is not None:
+        pipe.to(device)
+    _LOADED[key] = pipe
+    return pipe

@@ -44,8 +44,60 @@ def add_parsers(sub) -> None:
     p.add_argument("--attention-slicing", action="store_true")
     p.add_argument("--vae-tiling", action="store_true")
     p.add_argument("--save-depth", action="store_true", help="also write OUT-depth.png (16-bit disparity)")
+    p.add_argument("--export", type=_parse_exports, default=[], help="also write OUT.ply / OUT.glb (comma list)")
+    p.add_argument("--rgbd-depth", choices=["conditioning", "reestimate"], default="conditioning",
+                   help="depth of the exported RGBD: the conditioning disparity or one re-estimated on the result")
+    _add_geometry_arguments(p)
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=run_stylize)
+
+    r = sub.add_parser("rgbd", help="text to RGB + depth (LDM3D), with optional 3D export")
+    r.add_argument("prompt")
+    r.add_argument("-o", "--output", required=True, help="output folder (rgb.png, depth.png, side_by_side.png, ...)")
+    r.add_argument("--base", default=None, help="Intel/ldm3d-4c (default), Intel/ldm3d, Intel/ldm3d-pano or a folder")
+    r.add_argument("--negative-prompt", default=None)
+    r.add_argument("--height", type=int, default=None)
+    r.add_argument("--width", type=int, default=None)
+    r.add_argument("--steps", type=int, default=49)
+    r.add_argument("--guidance", type=float, default=5.0)
+    r.add_argument("--seed", type=int, default=None)
+    r.add_argument("--device", default="cpu")
+    r.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32")
+    r.add_argument("--export", type=_parse_exports, default=[], help="comma list of ply, glb")
+    _add_geometry_arguments(r)
+    r.add_argument("--overwrite", action="store_true")
+    r.set_defaults(func=run_rgbd)
+
+
+def _parse_exports(text: str):
+    formats = [f.strip() for f in text.split(",") if f.strip()]
+    bad = [f for f in formats if f not in ("ply", "glb")]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown export format(s) {bad}; choose from ply, glb")
+    return formats
+
+
+def _add_geometry_arguments(p) -> None:
+    p.add_argument("--fov", type=float, default=60.0, help="camera field of view along the longer side, degrees")
+    p.add_argument("--near", type=float, default=1.0, help="distance of disparity 1")
+    p.add_argument("--far", type=float, default=10.0, help="distance of disparity 0")
+    p.add_argument("--max-depth-jump", type=float, default=0.1, help="GLB: cut triangles across larger relative jumps")
+    p.add_argument("--panorama", action="store_true", help="equirectangular unprojection")
+
+
+def export_rgbd(stem: Path, rgb, disparity, formats, args) -> list:
+    """Write STEM.ply / STEM.glb for one RGBD image; returns the paths written."""
+    from midas_diffusion.rgbd import export_glb, export_ply
+
+    written = []
+    for fmt in formats:
+        path = stem.with_suffix("." + fmt)
+        if fmt == "ply":
+            export_ply(path, rgb, disparity, args.fov, args.near, args.far, panorama=args.panorama)
+        else:
+            export_glb(path, rgb, disparity, args.fov, args.near, args.far, args.max_depth_jump, panorama=args.panorama)
+        written.append(path)
+    return written
 
 
 def _load_mask(path):
@@ -82,6 +134,8 @@ def run_stylize(args) -> int:
         kwargs["guidance_scale"] = args.guidance
     if args.strength is not None:
         kwargs["strength"] = args.strength
+    if args.export:
+        kwargs["rgbd"] = args.rgbd_depth
     try:
         if args.mask:
             kwargs["background_mask"] = torch.from_numpy(_load_mask(args.mask))
@@ -100,8 +154,57 @@ def run_stylize(args) -> int:
             image.save(tmp, format="PNG")
     if args.save_depth:
         write_png16(out.with_name(f"{out.stem}-depth.png"), result.disparity[0])
+    if args.export:
+        import numpy as np
+
+        try:
+            for target, image, disparity in zip(targets, result.images, result.output_disparity):
+                export_rgbd(target.with_suffix(""), np.asarray(image), disparity[0], args.export, args)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
     settings = {k: v for k, v in result.settings.items() if isinstance(v, (str, int, float, bool, list, tuple, type(None)))}
     with atomic_path(out.with_suffix(".json")) as tmp:
         tmp.write_text(json.dumps(settings, indent=2, default=str))
     print(f"wrote {', '.join(str(t) for t in targets)} (seed {result.settings.get('seed')})")
+    return 0
+
+
+def run_rgbd(args) -> int:
+    import numpy as np
+    import torch
+
+    from midas_diffusion.rgbd import export_side_by_side
+    from midas_diffusion.writers import atomic_path, write_png16
+
+    from .api import load_rgbd_pipeline
+
+    outdir = Path(args.output)
+    names = ["rgb.png", "depth.png", "side_by_side.png", "settings.json"] + [f"rgbd.{f}" for f in args.export]
+    existing = [outdir / n for n in names if (outdir / n).exists()]
+    if existing and not args.overwrite:
+        print(f"error: {existing[0]} exists (use --overwrite)", file=sys.stderr)
+        return 1
+    if not args.prompt.strip():
+        print("error: prompt must not be empty", file=sys.stderr)
+        return 1
+    try:
+        pipe = load_rgbd_pipeline(args.base, dtype=getattr(torch, args.dtype), device=args.device)
+        result = pipe(args.prompt, height=args.height, width=args.width, num_inference_steps=args.steps,
+                      guidance_scale=args.guidance, negative_prompt=args.negative_prompt, seed=args.seed, output_type="np")
+        rgb, depth = result.rgb[0], result.depth[0]
+        outdir.mkdir(parents=True, exist_ok=True)
+        from PIL import Image
+
+        with atomic_path(outdir / "rgb.png") as tmp:
+            Image.fromarray((rgb * 255 + 0.5).astype(np.uint8)).save(tmp, format="PNG")
+        write_png16(outdir / "depth.png", depth)
+        export_side_by_side(outdir / "side_by_side.png", rgb, depth)
+        export_rgbd(outdir / "rgbd", rgb, depth, args.export, args)
+    except (ValueError, FileNotFoundError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    with atomic_path(outdir / "settings.json") as tmp:
+        tmp.write_text(json.dumps(result.settings, indent=2, default=str))
+    print(f"wrote {outdir} (seed {result.settings.get('seed')})")
     return 0

@@ -27,11 +27,15 @@ from .conditioning import apply_background, check_disparity
 class MidasPipelineOutput(BaseOutput):
     """``images``: the results (PIL list, numpy or tensor, per ``output_type``), at the input's size.
     ``disparity``: (B,1,H,W) float32 in [0,1] (near = 1) that conditioned them, at the input's size.
-    ``settings``: everything needed to reproduce the call (seed included when known)."""
+    ``settings``: everything needed to reproduce the call (seed included when known).
+    ``output_disparity``: with ``rgbd=...``, (N,1,H,W) float32 disparity aligned with each output
+    image: the conditioning disparity (``rgbd="conditioning"``) or the disparity re-estimated on
+    the result (``rgbd="reestimate"``); else None."""
 
     images: Any
     disparity: torch.Tensor
     settings: Dict[str, Any] = field(default_factory=dict)
+    output_disparity: Optional[torch.Tensor] = None
 
 
 @dataclass
@@ -100,6 +104,30 @@ class MidasDepthMixin:
                 batch = F.interpolate(batch, size=work, mode="bicubic", align_corners=False).clamp(0, 1)
             parent_image = _as_parent_image(image, batch, unchanged=work == (height, width))
         return PreparedDepth(parent_image, disparity, work_disparity, (int(height), int(width)), work)
+
+    def rgbd_disparity(self, images: Any, prepared: "PreparedDepth", mode: Optional[str], output_type: str,
+                       settings: DepthSettings) -> Optional[torch.Tensor]:
+        """Disparity aligned with each output image, for RGBD results (see ``MidasPipelineOutput``)."""
+        if mode is None:
+            return None
+        if output_type == "latent":
+            raise ValueError("rgbd needs decoded images: use output_type 'pil', 'np' or 'pt'")
+        count = len(images)
+        if mode == "conditioning":
+            repeat = max(1, count // prepared.disparity.shape[0])
+            return prepared.disparity.repeat_interleave(repeat, dim=0)[:count]
+        if mode == "reestimate":
+            if self.depth_estimator is None:
+                raise ValueError("rgbd='reestimate' needs a depth_estimator")
+            if output_type == "pt":
+                images = [im.float().clamp(0, 1).cpu() for im in images]
+            return torch.cat(self.depth_estimator.estimate(list(images), settings))
+        raise ValueError(f"rgbd must be None, 'conditioning' or 'reestimate', got {mode!r}")
+
+    @staticmethod
+    def check_rgbd(mode: Optional[str]) -> None:
+        if mode not in (None, "conditioning", "reestimate"):
+            raise ValueError(f"rgbd must be None, 'conditioning' or 'reestimate', got {mode!r}")
 
     @staticmethod
     def restore_size(images: Any, size: Tuple[int, int], output_type: str) -> Any:
@@ -185,6 +213,7 @@ class MidasControlMixin(MidasDepthMixin):
         num_images_per_prompt: int = 1,
         output_type: str = "pil",
         return_dict: bool = True,
+        rgbd: Optional[str] = None,
         **kwargs,
     ):
         """``image``: the photo whose depth conditions the result (or pass ``depth_map``, a disparity
@@ -193,6 +222,7 @@ class MidasControlMixin(MidasDepthMixin):
         from .conditioning import control_image
 
         self.check_midas_inputs(num_inference_steps, None, guidance_scale, num_images_per_prompt)
+        self.check_rgbd(rgbd)
         if "strength" in kwargs:
             raise ValueError("strength applies to depth2img only; ControlNet/adapters generate from noise")
         settings = DepthSettings(processing_resolution, percentile, gamma, invert)
@@ -215,6 +245,7 @@ class MidasControlMixin(MidasDepthMixin):
             **kwargs,
         )
         images = self.restore_size(result.images, prepared.size, output_type)
+        output_disparity = self.rgbd_disparity(images, prepared, rgbd, output_type, settings)
         run_settings = dict(
             method=self.method_name, prompt=prompt, seed=seed, num_inference_steps=num_inference_steps,
             guidance_scale=guidance_scale, num_images_per_prompt=num_images_per_prompt,
@@ -223,4 +254,5 @@ class MidasControlMixin(MidasDepthMixin):
         )
         if not return_dict:
             return images, prepared.disparity
-        return MidasPipelineOutput(images=images, disparity=prepared.disparity, settings=run_settings)
+        return MidasPipelineOutput(images=images, disparity=prepared.disparity, settings=run_settings,
+                                   output_disparity=output_disparity)

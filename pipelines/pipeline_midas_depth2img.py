@@ -67,12 +67,14 @@ class MidasDepth2ImgPipeline(MidasDepthMixin, StableDiffusionDepth2ImgPipeline):
         num_images_per_prompt: int = 1,
         output_type: str = "pil",
         return_dict: bool = True,
+        rgbd: Optional[str] = None,
         **kwargs,
     ):
         """``image``: the photo (PIL, numpy, tensor, path); ``depth_map``: an optional precomputed
         disparity (B,1,H,W) in [0,1] at the photo's size; otherwise it is estimated (and cached).
         Other keyword arguments go to diffusers' depth-to-image ``__call__``."""
         self.check_midas_inputs(num_inference_steps, strength, guidance_scale, num_images_per_prompt)
+        self.check_rgbd(rgbd)
         settings = DepthSettings(processing_resolution, percentile, gamma, invert)
         prepared = self.prepare_midas_depth(image, depth_map, settings, background_mask, background_weight)
         generator, seed = generator_for(seed, generator)
@@ -90,6 +92,7 @@ class MidasDepth2ImgPipeline(MidasDepthMixin, StableDiffusionDepth2ImgPipeline):
             **kwargs,
         )
         images = self.restore_size(result.images, prepared.size, output_type)
+        output_disparity = self.rgbd_disparity(images, prepared, rgbd, output_type, settings)
         run_settings = dict(
             method="depth2img", prompt=prompt, seed=seed, strength=strength, num_inference_steps=num_inference_steps,
             guidance_scale=guidance_scale, num_images_per_prompt=num_images_per_prompt,
@@ -98,4 +101,5 @@ class MidasDepth2ImgPipeline(MidasDepthMixin, StableDiffusionDepth2ImgPipeline):
         )
         if not return_dict:
             return images, prepared.disparity
-        return MidasPipelineOutput(images=images, disparity=prepared.disparity, settings=run_settings)
+        return MidasPipelineOutput(images=images, disparity=prepared.disparity, settings=run_settings,
+                                   output_disparity=output_disparity)

@@ -46,3 +46,38 @@ def test_stylize_reports_bad_input(saved_base, capsys):
                str(saved_base / "base"), "--strength", "0.5"])
     assert rc == 1 and "strength" in capsys.readouterr().err
     assert not (saved_base / "r.png").exists()
+
+
+def test_stylize_exports_rgbd(saved_base):
+    from plyfile import PlyData
+
+    out = saved_base / "r.png"
+    args = ["stylize", str(saved_base / "photo.png"), "a house", "-o", str(out), "--base", str(saved_base / "base"),
+            "--steps", "1", "--seed", "1", "--export", "ply,glb", "--rgbd-depth", "reestimate"]
+    assert main(args) == 0
+    assert PlyData.read(str(saved_base / "r.ply"))["vertex"].count == 40 * 60
+    assert (saved_base / "r.glb").stat().st_size > 0
+
+
+def test_rgbd_command(tmp_path):
+    import torch
+
+    from tiny_sd import sd15_components
+    from pipelines import MidasLDM3DPipeline
+
+    torch.manual_seed(0)
+    vae = __import__("diffusers").AutoencoderKL(block_out_channels=[32, 64], in_channels=4, out_channels=4,
+                                                down_block_types=["DownEncoderBlock2D"] * 2,
+                                                up_block_types=["UpDecoderBlock2D"] * 2, latent_channels=4, norm_num_groups=16)
+    MidasLDM3DPipeline(**{**sd15_components(), "vae": vae}).save_pretrained(tmp_path / "ldm3d")
+    clear_cache()
+    out = tmp_path / "out"
+    assert main(["rgbd", "a cozy room", "-o", str(out), "--base", str(tmp_path / "ldm3d"), "--height", "64",
+                 "--width", "96", "--steps", "2", "--seed", "3", "--export", "ply"]) == 0
+    depth = read_png16(out / "depth.png")
+    assert depth.dtype == np.uint16 and depth.shape == (64, 96)
+    assert Image.open(out / "side_by_side.png").size == (192, 64)
+    assert json.loads((out / "settings.json").read_text())["seed"] == 3
+    assert (out / "rgbd.ply").exists()
+    assert main(["rgbd", "a cozy room", "-o", str(out), "--base", str(tmp_path / "ldm3d")]) == 1  # no overwrite
+    clear_cache()
