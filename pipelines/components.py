@@ -78,7 +78,7 @@ class MidasDepthEstimator(ModelMixin, ConfigMixin):
         est = DepthEstimator.from_pretrained(
             model_name, checkpoint, weights_dir=weights_dir, allow_download=allow_download, reduced=reduced
         )
-        component = cls(model_name=est.model_name, reduced=reduced, **kwargs)
+        component = cls(model_name=est.model_name, reduced=est.reduced, **kwargs)
         component.net.load_state_dict(est.model.state_dict())
         return component
 

@@ -1,0 +1,33 @@
+"""``midas-diffusion ui``: start the Gradio app (registered through the ``midas_diffusion.cli`` entry points)."""
+
+from __future__ import annotations
+
+import json
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("ui", help="start the Gradio app on 127.0.0.1")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--share", action="store_true", help="create a public gradio share link (off by default)")
+    p.add_argument("--concurrency", type=int, default=1, help="diffusion runs at once; others wait in the queue")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--weights-dir", default=None)
+    p.add_argument("--depth-models", default=None,
+                   help='JSON object {"picker name": "zoo name, checkpoint or folder"} (default: the whole zoo)')
+    p.add_argument("--bases", default=None, help='JSON object {"method": "hub id or folder"}')
+    p.add_argument("--max-pixels", type=float, default=64e6)
+    p.set_defaults(func=run_ui)
+
+
+def run_ui(args) -> int:
+    from .gradio_app import AppConfig, launch
+
+    config = AppConfig(concurrency_limit=args.concurrency, device=args.device, weights_dir=args.weights_dir,
+                       max_pixels=int(args.max_pixels))
+    if args.depth_models:
+        config.depth_models = json.loads(args.depth_models)
+    if args.bases:
+        config.bases = json.loads(args.bases)
+    launch(config, host=args.host, port=args.port, share=args.share)
+    return 0
