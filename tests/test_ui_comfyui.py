@@ -1,0 +1,221 @@
+"""ComfyUI nodes, called the way ComfyUI calls them, without ComfyUI (offline, tiny models)."""
+
+import inspect
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from midas_diffusion import DepthEstimator
+from reference import recipe_init_
+from ui import comfyui, runtime
+
+B, H, W = 2, 48, 80
+
+
+def _frames(b=B, h=H, w=W, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ramp = torch.linspace(0, 1, w)[None, None, :, None].expand(b, h, w, 3)
+    return (ramp + 0.1 * torch.randn(b, h, w, 3, generator=g)).clamp(0, 1).float()
+
+
+def _call(cls, **links):
+    """Like ComfyUI: widget values are INPUT_TYPES defaults, links are given; kwargs only."""
+    kwargs = {}
+    for section in ("required", "optional"):
+        for name, entry in cls.INPUT_TYPES().get(section, {}).items():
+            if name in links:
+                kwargs[name] = links[name]
+            elif len(entry) > 1 and "default" in entry[1]:
+                kwargs[name] = entry[1]["default"]
+            elif section == "required":
+                raise AssertionError(f"{cls.__name__}: required link {name} not given")
+    return getattr(cls(), cls.FUNCTION)(**kwargs)
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    est = DepthEstimator.from_pretrained("midas_v21_small_256", reduced=True)
+    recipe_init_(est.model)
+    return str(est.save_pretrained(tmp_path_factory.mktemp("tiny") / "midas_small"))
+
+
+@pytest.fixture()
+def depth_model(tiny_folder):
+    return _call(comfyui.MidasLoadDepthModel, model_path=tiny_folder)[0]
+
+
+def test_every_node_declares_a_valid_contract():
+    classes, names = comfyui.load_nodes()
+    assert set(classes) == {n for n, _, _ in comfyui.NODES} and not comfyui.DISABLED
+    for node_id, cls in classes.items():
+        assert names[node_id] and isinstance(cls.CATEGORY, str)
+        spec = cls.INPUT_TYPES()
+        assert set(spec) <= {"required", "optional", "hidden"} and spec["required"]
+        params = inspect.signature(getattr(cls, cls.FUNCTION)).parameters
+        for section in ("required", "optional"):
+            for name, entry in spec.get(section, {}).items():
+                assert name in params, (node_id, name)
+                kind = entry[0]
+                assert isinstance(kind, str) or (isinstance(kind, list) and all(isinstance(c, str) for c in kind))
+                options = entry[1] if len(entry) > 1 else {}
+                if isinstance(kind, list):
+                    assert options["default"] in kind
+                elif kind in ("INT", "FLOAT"):
+                    assert options["min"] <= options["default"] <= options["max"] and options["step"] > 0
+                    assert isinstance(options["default"], int if kind == "INT" else float)
+                elif kind == "BOOLEAN":
+                    assert isinstance(options["default"], bool)
+        assert isinstance(cls.RETURN_TYPES, tuple) and all(isinstance(t, str) for t in cls.RETURN_TYPES)
+        assert len(cls.RETURN_NAMES) == len(cls.RETURN_TYPES)
+    assert comfyui.NODE_CLASS_MAPPINGS.keys() == classes.keys()
+
+
+def test_estimate_returns_image_and_float_mask_for_a_batch(depth_model):
+    frames = _frames()
+    image, mask = _call(comfyui.MidasEstimateDepth, image=frames, depth_model=depth_model)
+    assert image.shape == (B, H, W, 3) and image.dtype == torch.float32
+    assert mask.shape == (B, H, W) and mask.dtype == torch.float32
+    assert 0 <= float(mask.min()) and float(mask.max()) <= 1 and float(mask.max()) == 1.0
+    torch.testing.assert_close(image, mask[..., None].expand(-1, -1, -1, 3))
+    assert len(torch.unique(mask)) > 256  # float precision, not 8-bit levels
+    # frame by frame: each frame equals a single-frame run, normalized on its own
+    single = _call(comfyui.MidasEstimateDepth, image=frames[1:], depth_model=depth_model)[1]
+    torch.testing.assert_close(mask[1:], single)
+    # the same numbers as midas_diffusion for the same settings
+    reference = depth_model(frames[0].permute(2, 0, 1), percentile=(2.0, 98.0), gamma=0.5, invert=True).disparity[0]
+    node = comfyui.MidasEstimateDepth().estimate(frames, depth_model, 0, 2.0, 98.0, 0.5, True)[1]
+    torch.testing.assert_close(node[0], reference[0])
+
+
+def test_estimate_resolution_and_bad_input(depth_model):
+    out = comfyui.MidasEstimateDepth().estimate(_frames(), depth_model, resolution=128)[1]
+    assert out.shape == (B, H, W)
+    with pytest.raises(ValueError, match="gamma"):
+        comfyui.MidasEstimateDepth().estimate(_frames(), depth_model, gamma=0)
+    with pytest.raises(ValueError, match=r"\(B,H,W,C\)"):
+        comfyui.MidasEstimateDepth().estimate(_frames()[0], depth_model)
+
+
+def test_model_is_loaded_once_across_executions(tiny_folder):
+    runtime.clear_models()
+    before = runtime.cache_info()["loads"]
+    first = _call(comfyui.MidasLoadDepthModel, model_path=tiny_folder)[0]
+    for _ in range(3):
+        model = _call(comfyui.MidasLoadDepthModel, model_path=tiny_folder)[0]
+        _call(comfyui.MidasEstimateDepth, image=_frames(1), depth_model=model)
+        assert model is first
+    assert runtime.cache_info()["loads"] == before + 1
+    other = comfyui.MidasLoadDepthModel().load("dpt_beit_large_512", dtype="bfloat16", model_path=tiny_folder)[0]
+    assert other is not first and other.dtype == torch.bfloat16 and runtime.cache_info()["loads"] == before + 2
+
+
+def test_load_accepts_zoo_name_checkpoint_file_and_folder(tmp_path):
+    from safetensors.torch import save_file
+
+    from midas_diffusion import get_model_spec
+
+    spec = get_model_spec("midas_v21_small_256")
+    torch.manual_seed(0)
+    net = spec.build(spec.arch)
+    path = tmp_path / "small.safetensors"
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
+    (from_file,) = comfyui.MidasLoadDepthModel().load("dpt_beit_large_512", model_path=str(path))
+    assert from_file.model_name == "midas_v21_small_256"  # identified from the keys; model_path wins
+    folder = from_file.save_pretrained(tmp_path / "saved")
+    (from_folder,) = comfyui.MidasLoadDepthModel().load("dpt_beit_large_512", model_path=str(folder))
+    torch.testing.assert_close(from_folder.model.state_dict(), from_file.model.state_dict())
+    with pytest.raises(ValueError, match="does not exist"):
+        comfyui.MidasLoadDepthModel().load("midas_v21_small_256", model_path=str(tmp_path / "missing.pt"))
+    # a zoo name goes through the weights lookup: offline and without the file, one clear line
+    with pytest.raises(Exception) as info:
+        comfyui.MidasLoadDepthModel().load("midas_v21_small_256", weights_dir=str(tmp_path / "empty"))
+    assert "midas_v21_small_256" in str(info.value)
+
+
+def test_missing_optional_dependency_disables_one_node(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pipelines.rgbd", None)  # import fails
+    classes, _ = comfyui.load_nodes()
+    assert "MidasExportRGBD" not in classes and set(comfyui.DISABLED) == {"MidasExportRGBD"}
+    assert {"MidasLoadDepthModel", "MidasEstimateDepth", "MidasDepthStylize", "MidasLDM3DTextToRGBD"} <= set(classes)
+    monkeypatch.undo()
+    import pipelines
+
+    monkeypatch.delattr(pipelines, "MidasLDM3DPipeline")
+    classes, _ = comfyui.load_nodes()
+    assert set(comfyui.DISABLED) == {"MidasLDM3DTextToRGBD"} and "MidasExportRGBD" in classes
+
+
+def test_export_writes_one_file_per_frame(tmp_path):
+    trimesh = pytest.importorskip("trimesh")
+    frames = _frames()
+    disparity = frames.mean(-1)
+    for fmt in ("ply", "glb"):
+        (paths,) = comfyui.MidasExportRGBD().export(frames, disparity, format=fmt, output_dir=str(tmp_path))
+        files = paths.split("\n")
+        assert len(files) == B and all(f.endswith("." + fmt) for f in files)
+        loaded = trimesh.load(files[1])
+        assert loaded is not None
+    # defaults as ComfyUI sends them; a single mask for a batch is reused
+    (paths,) = _call(comfyui.MidasExportRGBD, image=frames, disparity=disparity[:1], output_dir=str(tmp_path / "d"))
+    assert len(paths.split("\n")) == B
+
+
+# stylize and LDM3D on tiny diffusers components ---------------------------------------------------
+diffusers = pytest.importorskip("diffusers")
+
+
+@pytest.fixture(scope="module")
+def tiny_controlnet_base(tmp_path_factory):
+    from tiny_sd import sd15_components, tiny_controlnet, tiny_depth_estimator
+
+    from pipelines import MidasControlNetPipeline
+
+    pipe = MidasControlNetPipeline(**sd15_components(), controlnet=tiny_controlnet(), depth_estimator=tiny_depth_estimator())
+    folder = tmp_path_factory.mktemp("sd") / "controlnet"
+    pipe.save_pretrained(folder)
+    return str(folder)
+
+
+def test_stylize_node_returns_images_and_conditioning(tiny_controlnet_base, depth_model):
+    from pipelines import clear_cache
+
+    clear_cache()
+    frames = _frames()
+    links = dict(image=frames, prompt="a red house", base=tiny_controlnet_base)
+    cls = comfyui.MidasDepthStylize
+    image, mask = _call(cls, **links, steps=1)
+    assert image.shape == (B, H, W, 3) and image.dtype == torch.float32 and 0 <= image.min() <= image.max() <= 1
+    assert mask.shape == (B, H, W) and mask.dtype == torch.float32 and 0 <= mask.min() <= mask.max() <= 1
+    again = _call(cls, **links, steps=1)[0]
+    torch.testing.assert_close(image, again)  # seeded: reproducible
+    # a loaded depth model from the Load node conditions instead of the base's own
+    image2, mask2 = _call(cls, **links, steps=1, depth_model=depth_model)
+    assert image2.shape == (B, H, W, 3)
+    reference = depth_model(frames[0].permute(2, 0, 1)).disparity[0, 0]
+    torch.testing.assert_close(mask2[0], reference)
+    with pytest.raises(ValueError, match="method"):
+        _call(cls, **links, method="nope")
+    clear_cache()
+
+
+def test_ldm3d_node_returns_rgb_and_depth(tmp_path):
+    from tiny_sd import sd15_components
+
+    from pipelines import MidasLDM3DPipeline, clear_cache
+
+    torch.manual_seed(0)
+    vae = diffusers.AutoencoderKL(block_out_channels=[32, 64], in_channels=4, out_channels=4,
+                                  down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2,
+                                  latent_channels=4, norm_num_groups=16).eval()
+    MidasLDM3DPipeline(**{**sd15_components(), "vae": vae}).save_pretrained(tmp_path / "ldm3d")
+    clear_cache()
+    rgb, depth = _call(comfyui.MidasLDM3DTextToRGBD, prompt="a room", base=str(tmp_path / "ldm3d"), width=96,
+                       height=64, batch_size=2, steps=1)
+    assert rgb.shape == (2, 64, 96, 3) and rgb.dtype == torch.float32 and 0 <= rgb.min() <= rgb.max() <= 1
+    assert depth.shape == (2, 64, 96) and depth.dtype == torch.float32 and 0 <= depth.min() <= depth.max() <= 1
+    with pytest.raises(ValueError, match="prompt"):
+        comfyui.MidasLDM3DTextToRGBD().generate("  ", base=str(tmp_path / "ldm3d"))
+    clear_cache()
+    assert np.isfinite(depth.numpy()).all()
