@@ -1,0 +1,227 @@
+"""AUTOMATIC1111 extension: every zoo model as an sd-webui-controlnet preprocessor, plus a tab.
+
+Install with ``midas-diffusion install-a1111 WEBUI_PATH`` (writes
+``extensions/midas-diffusion/scripts/midas_diffusion_a1111.py``, which calls ``register()``).
+
+* ``depth_midas31_<model>`` preprocessors (tag ``Depth``) with the resolution slider and three
+  sliders from ``ui.params``: clip low %, clip high %, gamma. Registered just before the UI is
+  built (``script_callbacks.on_before_ui``), when sd-webui-controlnet is installed.
+* A "MiDaS depth" tab (``script_callbacks.on_ui_tabs``): 16-bit PNG / float ``.npy`` depth maps
+  and PLY/GLB export.
+
+Host modules (``modules.*``, ``scripts.supported_preprocessor``) and gradio are imported only
+inside functions. sd-webui-controlnet requires its control maps as uint8 (``HWC3`` asserts it), so
+the preprocessor returns 8 bits; ``disparity()`` and the tab give the float map.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from midas_diffusion import get_model_spec, list_models
+
+from . import runtime
+from .params import depth_settings, get_spec, specs, to_a1111_parameter, to_gradio_kwargs
+
+PREFIX = "depth_midas31_"
+HOST_MODULE = "scripts.supported_preprocessor"
+SLIDERS = ("percentile_low", "percentile_high", "gamma")  # slider_1, slider_2, slider_3
+ModelSource = Callable[[str, Any], Any]  # (model name, device) -> DepthEstimator
+
+
+def preprocessor_name(model_name: str) -> str:
+    return PREFIX + model_name
+
+
+def _default_source(model_name: str, device: Any):
+    return runtime.load_estimator(model_name, device=device or "cpu")
+
+
+def _slider_value(name: str, value: Any) -> Any:
+    """The host sends None (hidden) or -1 (its API default) for an unset slider: use our default."""
+    if value is None or (isinstance(value, (int, float)) and value < 0):
+        return get_spec(name).default
+    return value
+
+
+def control_image(disparity: np.ndarray) -> np.ndarray:
+    """(H,W) float disparity in [0,1] -> (H,W,3) uint8, near = white (sd-webui-controlnet's format)."""
+    grey = (np.clip(disparity, 0, 1) * 255 + 0.5).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=2)
+
+
+def preprocessor_class(Preprocessor: type, PreprocessorParameter: type) -> type:
+    """A subclass of the host's ``Preprocessor`` (only importable inside the webui)."""
+
+    class MidasDepthPreprocessor(Preprocessor):
+        """MiDaS v3.1 zoo depth as a ControlNet preprocessor (near = white)."""
+
+        def __init__(self, model_name: str, model_source: Optional[ModelSource] = None):
+            super().__init__(name=preprocessor_name(model_name))
+            self.tags = ["Depth"]
+            self.model_name = model_name
+            self.model_source = model_source or _default_source
+            self.model = None
+            self.fixed_size = get_model_spec(model_name).preprocess.fixed_size
+            # Swin/SwinV2/LeViT only run at their own size: no resolution slider (pixel-perfect
+            # mode would otherwise send sizes they cannot run at)
+            self.slider_resolution = (PreprocessorParameter(visible=False) if self.fixed_size
+                                      else PreprocessorParameter(**to_a1111_parameter(get_spec("resolution"))))
+            self.slider_1, self.slider_2, self.slider_3 = (
+                PreprocessorParameter(**to_a1111_parameter(get_spec(name))) for name in SLIDERS)
+
+        def load_model(self):
+            device = getattr(self, "device", None) or "cpu"
+            if self.model is None:
+                self.model = self.model_source(self.model_name, device)
+            if str(self.model.device) != str(device):
+                self.model.to(device)
+            return self.model
+
+        def disparity(self, input_image, resolution=None, slider_1=None, slider_2=None, slider_3=None) -> np.ndarray:
+            """The float map: (H,W) float32 in [0,1], near = 1, at the input's size."""
+            est = self.load_model()
+            res = 0 if self.fixed_size or resolution is None or resolution < 0 else resolution
+            settings = depth_settings(res, *(_slider_value(n, v) for n, v in zip(SLIDERS, (slider_1, slider_2, slider_3))))
+            runner = runtime.at_resolution(est, settings.pop("processing_resolution"))
+            image = np.asarray(input_image)
+            if image.ndim == 3 and image.shape[2] == 4:
+                image = image[..., :3]
+            return runner(image, **settings).disparity[0, 0].numpy()
+
+        def __call__(self, input_image, resolution=None, slider_1=None, slider_2=None, slider_3=None,
+                     input_mask=None, **kwargs):
+            return control_image(self.disparity(input_image, resolution, slider_1, slider_2, slider_3))
+
+        def unload(self):
+            if self.model is not None:
+                self.model.to("cpu")
+                return True
+            return False
+
+    return MidasDepthPreprocessor
+
+
+def register_preprocessors(models: Optional[Sequence[str]] = None,
+                           model_source: Optional[ModelSource] = None) -> List[str]:
+    """Add ``depth_midas31_<model>`` for each model to sd-webui-controlnet; returns the names
+    added (none when the extension is absent; already registered names are skipped)."""
+    try:
+        host = importlib.import_module(HOST_MODULE)
+    except ImportError:
+        print("[midas-diffusion] sd-webui-controlnet not found: no depth_midas31_* preprocessors")
+        return []
+    cls = preprocessor_class(host.Preprocessor, host.PreprocessorParameter)
+    added = []
+    for model in models or list_models():
+        name = preprocessor_name(model)
+        if host.Preprocessor.get_preprocessor(name) is not None:
+            continue
+        host.Preprocessor.add_supported_preprocessor(cls(model, model_source))
+        added.append(name)
+    return added
+
+
+def register() -> None:
+    """Called by the extension script: the tab, and the preprocessors once every extension is
+    loaded (``on_before_ui``; immediately on webuis without that callback)."""
+    from modules import script_callbacks
+
+    script_callbacks.on_ui_tabs(on_ui_tabs)
+    before_ui = getattr(script_callbacks, "on_before_ui", None)
+    if before_ui is not None:
+        before_ui(register_preprocessors)
+    else:
+        register_preprocessors()
+
+
+# ------------------------------------------------------------------------------------ the tab
+def _host_device():
+    try:
+        from modules import devices
+
+        return devices.get_device_for("controlnet") if hasattr(devices, "get_device_for") else devices.device
+    except ImportError:
+        return "cpu"
+
+
+def _output_dir() -> Path:
+    folder = Path("outputs") / "midas-diffusion"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def tab_depth(image, model, resolution=0, percentile_low=0.0, percentile_high=100.0, gamma=1.0, invert=False,
+              output_dir: Optional[Path] = None):
+    """The tab's "Estimate": -> (8-bit preview, [16-bit PNG path, float32 .npy path])."""
+    from midas_diffusion.writers import write_npy, write_png16
+
+    if image is None:
+        raise ValueError("no image: drop a photo first")
+    source = model if os.path.exists(str(model)) else get_spec("model").check(model)  # a zoo name, file or folder
+    est = runtime.load_estimator(source, device=_host_device())
+    settings = depth_settings(resolution, percentile_low, percentile_high, gamma, invert)
+    runner = runtime.at_resolution(est, settings.pop("processing_resolution"))
+    disparity = runner(np.asarray(image)[..., :3], **settings).disparity[0, 0].numpy()
+    folder = output_dir or _output_dir()
+    stem = folder / f"{Path(str(model)).name}-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**6:06d}"
+    png = write_png16(stem.with_suffix(".png"), disparity)
+    npy = write_npy(stem.with_suffix(".npy"), disparity)
+    return control_image(disparity), [str(png), str(npy)]
+
+
+def tab_export(image, model, resolution=0, percentile_low=0.0, percentile_high=100.0, gamma=1.0,
+               format="ply", fov_deg=60.0, near=1.0, far=10.0, max_depth_jump=0.1, output_dir: Optional[Path] = None):
+    """The tab's "Export": depth of ``image`` (near = 1), then a PLY point cloud or GLB mesh; -> path."""
+    from pipelines.rgbd import export_glb, export_ply
+
+    _, (png, npy) = tab_depth(image, model, resolution, percentile_low, percentile_high, gamma, False, output_dir)
+    disparity = np.load(npy)
+    rgb = np.asarray(image)[..., :3].astype(np.float32)
+    rgb = rgb / 255 if np.asarray(image).dtype == np.uint8 else rgb
+    path = Path(npy).with_suffix("." + get_spec("format").check(format))
+    camera = dict(fov_deg=float(fov_deg), near=float(near), far=float(far))
+    if format == "ply":
+        export_ply(path, rgb, disparity, **camera)
+    else:
+        export_glb(path, rgb, disparity, max_depth_jump=float(max_depth_jump), **camera)
+    return str(path)
+
+
+def _component(gr, name: str, **overrides):
+    kwargs: Dict[str, Any] = {**to_gradio_kwargs(get_spec(name)), **overrides}
+    return getattr(gr, kwargs.pop("component"))(**kwargs)
+
+
+def _export_click(image, model, resolution, percentile_low, percentile_high, gamma, invert, *export_values):
+    """Export ignores ``invert``: geometry needs near = 1."""
+    return tab_export(image, model, resolution, percentile_low, percentile_high, gamma, *export_values)
+
+
+def on_ui_tabs():
+    """``script_callbacks.on_ui_tabs`` callback: ``[(blocks, title, elem_id)]``."""
+    import gradio as gr
+
+    depth_names = ("model", "resolution", "percentile_low", "percentile_high", "gamma", "invert")
+    export_names = tuple(p.name for p in specs("export"))
+    with gr.Blocks(analytics_enabled=False) as blocks:
+        with gr.Row():
+            with gr.Column():
+                image = gr.Image(label="Photo", type="numpy")
+                depth_inputs = [_component(gr, name) for name in depth_names]
+                estimate = gr.Button("Estimate depth", variant="primary")
+                export_inputs = [_component(gr, name) for name in export_names]
+                export = gr.Button("Export RGBD")
+            with gr.Column():
+                preview = gr.Image(label="Depth (8-bit preview; the files keep full precision)", type="numpy")
+                files = gr.File(label="16-bit PNG and float32 .npy", file_count="multiple")
+                mesh = gr.File(label="PLY / GLB")
+        estimate.click(tab_depth, inputs=[image, *depth_inputs], outputs=[preview, files])
+        export.click(_export_click, inputs=[image, *depth_inputs, *export_inputs], outputs=[mesh])
+    return [(blocks, "MiDaS depth", "midas_diffusion")]
