@@ -135,7 +135,7 @@ def test_load_accepts_zoo_name_checkpoint_file_and_folder(tmp_path):
 
 
 def test_missing_optional_dependency_disables_one_node(monkeypatch):
-    monkeypatch.setitem(sys.modules, "pipelines.rgbd", None)  # import fails
+    monkeypatch.setitem(sys.modules, "trimesh", None)  # import fails
     classes, _ = comfyui.load_nodes()
     assert "MidasExportRGBD" not in classes and set(comfyui.DISABLED) == {"MidasExportRGBD"}
     assert {"MidasLoadDepthModel", "MidasEstimateDepth", "MidasDepthStylize", "MidasLDM3DTextToRGBD"} <= set(classes)
@@ -145,6 +145,12 @@ def test_missing_optional_dependency_disables_one_node(monkeypatch):
     monkeypatch.delattr(pipelines, "MidasLDM3DPipeline")
     classes, _ = comfyui.load_nodes()
     assert set(comfyui.DISABLED) == {"MidasLDM3DTextToRGBD"} and "MidasExportRGBD" in classes
+    monkeypatch.undo()
+    for name in ("pipelines", "pipelines.api"):  # no diffusers: depth and export nodes still load
+        monkeypatch.setitem(sys.modules, name, None)
+    classes, _ = comfyui.load_nodes()
+    assert set(comfyui.DISABLED) == {"MidasDepthStylize", "MidasLDM3DTextToRGBD"}
+    assert set(classes) == {"MidasLoadDepthModel", "MidasEstimateDepth", "MidasExportRGBD"}
 
 
 def test_export_writes_one_file_per_frame(tmp_path):

@@ -179,7 +179,7 @@ def tab_depth(image, model, resolution=0, percentile_low=0.0, percentile_high=10
 def tab_export(image, model, resolution=0, percentile_low=0.0, percentile_high=100.0, gamma=1.0,
                format="ply", fov_deg=60.0, near=1.0, far=10.0, max_depth_jump=0.1, output_dir: Optional[Path] = None):
     """The tab's "Export": depth of ``image`` (near = 1), then a PLY point cloud or GLB mesh; -> path."""
-    from pipelines.rgbd import export_glb, export_ply
+    from midas_diffusion.rgbd import export_glb, export_ply  # (re-exported by pipelines.rgbd; no diffusers needed)
 
     _, (png, npy) = tab_depth(image, model, resolution, percentile_low, percentile_high, gamma, False, output_dir)
     disparity = np.load(npy)

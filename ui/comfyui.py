@@ -212,7 +212,8 @@ def _output_dir(output_dir: str) -> Path:
 class MidasExportRGBD:
     """Write each frame's RGB + disparity as a PLY point cloud or a GLB mesh; returns the paths."""
 
-    REQUIRES = (("pipelines.rgbd", "export_ply"), ("pipelines.rgbd", "export_glb"), ("trimesh", "Trimesh"))
+    REQUIRES = (("midas_diffusion.rgbd", "export_ply"), ("midas_diffusion.rgbd", "export_glb"),
+                ("trimesh", "Trimesh"))
     RETURN_TYPES = ("STRING",)
     RETURN_NAMES = ("paths",)
     FUNCTION = "export"
@@ -231,7 +232,7 @@ class MidasExportRGBD:
 
     def export(self, image, disparity, format="ply", fov_deg=60.0, near=1.0, far=10.0, max_depth_jump=0.1,
                filename_prefix="midas_rgbd", output_dir=""):
-        from pipelines.rgbd import export_glb, export_ply
+        from midas_diffusion.rgbd import export_glb, export_ply  # (re-exported by pipelines.rgbd; no diffusers needed)
 
         get_spec("format").check(format)
         if disparity.ndim == 2:
