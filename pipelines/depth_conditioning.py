@@ -124,6 +124,18 @@ class MidasDepthMixin:
             return torch.cat(self.depth_estimator.estimate(list(images), settings))
         raise ValueError(f"rgbd must be None, 'conditioning' or 'reestimate', got {mode!r}")
 
+    def finish_midas_call(self, images: Any, prepared: "PreparedDepth", settings: DepthSettings, *, rgbd: Optional[str],
+                          output_type: str, return_dict: bool, record: Dict[str, Any]):
+        """Restore the photo's size, add the RGBD disparity, and build the typed output."""
+        images = self.restore_size(images, prepared.size, output_type)
+        output_disparity = self.rgbd_disparity(images, prepared, rgbd, output_type, settings)
+        if not return_dict:
+            return images, prepared.disparity
+        run_settings = dict(record, depth_model=getattr(self.depth_estimator, "model_name", None), **settings.__dict__,
+                            scheduler=type(self.scheduler).__name__)
+        return MidasPipelineOutput(images=images, disparity=prepared.disparity, settings=run_settings,
+                                   output_disparity=output_disparity)
+
     @staticmethod
     def check_rgbd(mode: Optional[str]) -> None:
         if mode not in (None, "conditioning", "reestimate"):
@@ -159,17 +171,6 @@ def _as_parent_image(original: Any, batch: torch.Tensor, unchanged: bool) -> Any
     if unchanged and isinstance(original, list) and all(isinstance(i, PIL.Image.Image) for i in original):
         return original
     return batch
-
-
-def settings_dict(**kwargs) -> Dict[str, Any]:
-    out = {}
-    for k, v in kwargs.items():
-        if isinstance(v, torch.Tensor):
-            continue
-        if isinstance(v, np.ndarray):
-            continue
-        out[k] = v
-    return out
 
 
 def generator_for(seed: Optional[int], generator: Any) -> Tuple[Any, Optional[int]]:
@@ -244,15 +245,8 @@ class MidasControlMixin(MidasDepthMixin):
             **self.control_kwargs(control),
             **kwargs,
         )
-        images = self.restore_size(result.images, prepared.size, output_type)
-        output_disparity = self.rgbd_disparity(images, prepared, rgbd, output_type, settings)
-        run_settings = dict(
-            method=self.method_name, prompt=prompt, seed=seed, num_inference_steps=num_inference_steps,
-            guidance_scale=guidance_scale, num_images_per_prompt=num_images_per_prompt,
-            depth_model=getattr(self.depth_estimator, "model_name", None), **settings.__dict__,
-            negative_prompt=kwargs.get("negative_prompt"), scheduler=type(self.scheduler).__name__,
-        )
-        if not return_dict:
-            return images, prepared.disparity
-        return MidasPipelineOutput(images=images, disparity=prepared.disparity, settings=run_settings,
-                                   output_disparity=output_disparity)
+        record = dict(method=self.method_name, prompt=prompt, seed=seed, num_inference_steps=num_inference_steps,
+                      guidance_scale=guidance_scale, num_images_per_prompt=num_images_per_prompt,
+                      negative_prompt=kwargs.get("negative_prompt"))
+        return self.finish_midas_call(result.images, prepared, settings, rgbd=rgbd, output_type=output_type,
+                                      return_dict=return_dict, record=record)

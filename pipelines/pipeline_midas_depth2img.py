@@ -16,7 +16,7 @@ from transformers import CLIPTextModel, CLIPTokenizer
 
 from .components import DepthSettings, MidasDepthEstimator
 from .conditioning import depth2img_depth_map
-from .depth_conditioning import MidasDepthMixin, MidasPipelineOutput, generator_for
+from .depth_conditioning import MidasDepthMixin, generator_for
 
 
 class MidasDepth2ImgPipeline(MidasDepthMixin, StableDiffusionDepth2ImgPipeline):
@@ -91,15 +91,8 @@ class MidasDepth2ImgPipeline(MidasDepthMixin, StableDiffusionDepth2ImgPipeline):
             return_dict=True,
             **kwargs,
         )
-        images = self.restore_size(result.images, prepared.size, output_type)
-        output_disparity = self.rgbd_disparity(images, prepared, rgbd, output_type, settings)
-        run_settings = dict(
-            method="depth2img", prompt=prompt, seed=seed, strength=strength, num_inference_steps=num_inference_steps,
-            guidance_scale=guidance_scale, num_images_per_prompt=num_images_per_prompt,
-            depth_model=getattr(self.depth_estimator, "model_name", None), **settings.__dict__,
-            negative_prompt=kwargs.get("negative_prompt"), scheduler=type(self.scheduler).__name__,
-        )
-        if not return_dict:
-            return images, prepared.disparity
-        return MidasPipelineOutput(images=images, disparity=prepared.disparity, settings=run_settings,
-                                   output_disparity=output_disparity)
+        record = dict(method="depth2img", prompt=prompt, seed=seed, strength=strength,
+                      num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+                      num_images_per_prompt=num_images_per_prompt, negative_prompt=kwargs.get("negative_prompt"))
+        return self.finish_midas_call(result.images, prepared, settings, rgbd=rgbd, output_type=output_type,
+                                      return_dict=return_dict, record=record)

@@ -26,6 +26,23 @@ def preprocessing() -> dict:
     return json.loads((REFERENCE_DIR / "preprocessing.json").read_text())
 
 
+def recipe_tensor(key: str, shape: tuple, g: torch.Generator) -> torch.Tensor:
+    """The recipe's rule for one tensor (the first rule that applies)."""
+    if key.endswith("running_var"):
+        return 1 + 0.5 * torch.rand(shape, generator=g)
+    if key.endswith("running_mean"):
+        return 0.1 * torch.randn(shape, generator=g)
+    if key.startswith("scratch.output_conv") and key.endswith(".bias"):
+        return 0.5 + 0.02 * torch.randn(shape, generator=g)
+    if len(shape) == 1 and key.endswith(".weight"):
+        return 1 + 0.1 * torch.randn(shape, generator=g)
+    if len(shape) <= 1:
+        return 0.02 * torch.randn(shape, generator=g)
+    if key.startswith("scratch.output_conv"):
+        return torch.randn(shape, generator=g).abs() / math.sqrt(math.prod(shape[1:]))
+    return torch.randn(shape, generator=g) / math.sqrt(math.prod(shape[1:]))
+
+
 def recipe_state_dict(name: str, seed: int = 0, device: str = "cpu") -> dict:
     """Deterministic weights for a manifest, exactly as the reference README describes."""
     entries = sorted(manifest(name)["entries"], key=lambda e: e["name"])
@@ -35,20 +52,7 @@ def recipe_state_dict(name: str, seed: int = 0, device: str = "cpu") -> dict:
         key, shape = e["name"], tuple(e["shape"])
         if e["kind"] == "buffer" and not (key.endswith("running_mean") or key.endswith("running_var")):
             continue
-        if key.endswith("running_var"):
-            t = 1 + 0.5 * torch.rand(shape, generator=g)
-        elif key.endswith("running_mean"):
-            t = 0.1 * torch.randn(shape, generator=g)
-        elif key.startswith("scratch.output_conv") and key.endswith(".bias"):
-            t = 0.5 + 0.02 * torch.randn(shape, generator=g)
-        elif len(shape) == 1 and key.endswith(".weight"):
-            t = 1 + 0.1 * torch.randn(shape, generator=g)
-        elif len(shape) <= 1:
-            t = 0.02 * torch.randn(shape, generator=g)
-        elif key.startswith("scratch.output_conv"):
-            t = torch.randn(shape, generator=g).abs() / math.sqrt(math.prod(shape[1:]))
-        else:
-            t = torch.randn(shape, generator=g) / math.sqrt(math.prod(shape[1:]))
+        t = recipe_tensor(key, shape, g)
         out[key] = t
     return out
 
@@ -86,19 +90,6 @@ def recipe_init_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
             if not t.is_floating_point():
                 continue
             shape = tuple(t.shape)
-            if key.endswith("running_var"):
-                v = 1 + 0.5 * torch.rand(shape, generator=g)
-            elif key.endswith("running_mean"):
-                v = 0.1 * torch.randn(shape, generator=g)
-            elif key.startswith("scratch.output_conv") and key.endswith(".bias"):
-                v = 0.5 + 0.02 * torch.randn(shape, generator=g)
-            elif len(shape) == 1 and key.endswith(".weight"):
-                v = 1 + 0.1 * torch.randn(shape, generator=g)
-            elif len(shape) <= 1:
-                v = 0.02 * torch.randn(shape, generator=g)
-            elif key.startswith("scratch.output_conv"):
-                v = torch.randn(shape, generator=g).abs() / math.sqrt(math.prod(shape[1:]))
-            else:
-                v = torch.randn(shape, generator=g) / math.sqrt(math.prod(shape[1:]))
+            v = recipe_tensor(key, shape, g)
             t.copy_(v)
     return model

@@ -256,10 +256,11 @@ def build_app(config: Optional[AppConfig] = None):
         with gr.Row():
             with gr.Column(scale=1):
                 image = gr.Image(label="Photo", type="pil", image_mode="RGBA", sources=["upload", "clipboard"],
-                                 elem_id="photo")
+                                 height=360, elem_id="photo")
                 mask = gr.ImageMask(label="Subject mask (optional; paint the subject)", type="pil", elem_id="mask")
             with gr.Column(scale=1):
-                preview = gr.Image(label="Depth preview (near = white)", interactive=False, elem_id="depth-preview")
+                preview = gr.Image(label="Depth preview (near = white)", interactive=False, height=360,
+                                   elem_id="depth-preview")
                 depth_file = gr.File(label="16-bit depth PNG", elem_id="depth-file")
         with gr.Row():
             with gr.Column():
@@ -284,18 +285,19 @@ def build_app(config: Optional[AppConfig] = None):
                 strength = control("strength")
                 with gr.Row():
                     seed = control("seed", scale=4)
-                    dice = gr.Button("🎲", scale=1, min_width=40, elem_id="dice")
-                export = gr.Radio(choices=["", "glb", "ply"], value="", label="3D export (RGBD)")
+                    dice = gr.Button("🎲 Random", scale=1, min_width=80, elem_id="dice")
+                export = gr.Radio(choices=[("none", ""), ("GLB mesh", "glb"), ("PLY points", "ply")], value="",
+                                  label="3D export (RGBD)", elem_id="export")
                 with gr.Row():
                     run = gr.Button("Stylize", variant="primary", elem_id="run")
                     cancel = gr.Button("Cancel", elem_id="cancel")
         with gr.Row():
-            slider = gr.ImageSlider(label="Before / after", type="filepath", elem_id="before-after")
-            result_image = gr.Image(label="Result", type="filepath", interactive=False, elem_id="result")
+            slider = gr.ImageSlider(label="Before / after", type="filepath", max_height=480, elem_id="before-after")
+            result_image = gr.Image(label="Result", type="filepath", interactive=False, height=480, elem_id="result")
         with gr.Row():
             files = gr.File(label="Downloads", file_count="multiple", elem_id="downloads")
             viewer = gr.Model3D(label="3D view", elem_id="viewer")
-        gallery = gr.Gallery(label="This session", columns=6, elem_id="gallery")
+        gallery = gr.Gallery(label="This session", columns=6, height=240, elem_id="gallery")
 
         depth_inputs = [image, model, resolution, low, high, gamma, invert]
         for trigger in (image.change, model.change, resolution.release, low.release, high.release, gamma.release,
