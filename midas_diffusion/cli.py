@@ -122,19 +122,43 @@ def add_depth_parser(sub) -> None:
     p.add_argument("--cut-threshold", type=float, default=0.2, help="scene-cut threshold (mean thumbnail change)")
     p.add_argument("--max-pixels", type=float, default=64e6, help="refuse larger images (default 64e6)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: skip them)")
+    p.add_argument("--export", type=_parse_exports, default=[],
+                   help="also write a 3D file per image: comma list of ply (points), glb (mesh)")
+    p.add_argument("--fov", type=float, default=60.0, help="--export: field of view along the longer side, degrees")
+    p.add_argument("--near", type=float, default=1.0, help="--export: distance of disparity 1")
+    p.add_argument("--far", type=float, default=10.0, help="--export: distance of disparity 0")
+    p.add_argument("--max-depth-jump", type=float, default=0.1, help="--export glb: cut triangles across larger jumps")
+    p.add_argument("--panorama", action="store_true", help="--export: equirectangular unprojection")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run_depth)
+
+
+def _parse_exports(text: str) -> List[str]:
+    formats = [f.strip() for f in text.split(",") if f.strip()]
+    bad = [f for f in formats if f not in ("ply", "glb")]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown export format(s) {bad}; choose from ply, glb")
+    return formats
 
 
 def _all_exist(targets: dict) -> bool:
     return all(p.exists() for p in targets.values())
 
 
-def _write(targets: dict, disparity, raw) -> None:
+def _write(targets: dict, disparity, raw, rgb=None, args=None) -> None:
+    """Write every requested output of one image; ``ply``/``glb`` (``--export``) need its RGB."""
     from .writers import WRITERS
 
     for fmt, path in targets.items():
-        WRITERS[fmt](path, raw if fmt in ("pfm", "npy") else disparity)
+        if fmt in ("ply", "glb"):
+            from .rgbd import EXPORTERS
+
+            geometry = dict(fov_deg=args.fov, near=args.near, far=args.far, panorama=args.panorama)
+            if fmt == "glb":
+                geometry["max_depth_jump"] = args.max_depth_jump
+            EXPORTERS[fmt](path, rgb.permute(1, 2, 0).float().cpu().numpy(), disparity.squeeze().float().cpu(), **geometry)
+        else:
+            WRITERS[fmt](path, raw if fmt in ("pfm", "npy") else disparity)
 
 
 def _load_estimator(args, device: str):
@@ -197,7 +221,7 @@ def run_depth(args) -> int:
             counts.failed += len(by_stem[stem])
     pairs = shard.take([(src, stem) for src, stem in pairs if stem not in clashes])
     outdir = Path(args.output)
-    images = [(src, output_paths(outdir, stem, args.format)) for src, stem in pairs if not is_video(src)]
+    images = [(src, output_paths(outdir, stem, args.format + args.export)) for src, stem in pairs if not is_video(src)]
     videos = [(src, stem) for src, stem in pairs if is_video(src)]
     todo = []
     for src, targets in images:
@@ -286,9 +310,9 @@ def _run_images(est, todo, args, counts: _Counts, progress: bool) -> None:
             tqdm.write(f"error: {', '.join(str(r[0]) for r in ready)}: {exc}", file=sys.stderr)
             bar.update(len(ready))
             continue
-        for (src, targets, _), disparity, raw in zip(ready, disparities, raws):
+        for (src, targets, rgb), disparity, raw in zip(ready, disparities, raws):
             try:
-                _write(targets, disparity, raw)
+                _write(targets, disparity, raw, rgb, args)
                 counts.done += 1
             except (ValueError, OSError) as exc:
                 counts.failed += 1
@@ -322,7 +346,7 @@ def _run_video(est, src: Path, outdir: Path, stem: Path, args, counts: _Counts, 
         return
 
     def targets(i):
-        return output_paths(outdir, frame_stem(stem, i), args.format)
+        return output_paths(outdir, frame_stem(stem, i), args.format + args.export)
 
     def missing(i):
         return args.overwrite or not _all_exist(targets(i))
@@ -363,7 +387,7 @@ def _run_video(est, src: Path, outdir: Path, stem: Path, args, counts: _Counts, 
             if missing(index):
                 if sequence:
                     disparity = normalizer.normalize(index, raw)
-                _write(targets(index), disparity, raw)
+                _write(targets(index), disparity, raw, rgb, args)
                 counts.done += 1
             else:
                 counts.skipped += 1

@@ -15,7 +15,7 @@ from typing import Callable, Dict, Iterator
 import numpy as np
 
 FORMATS = ("png16", "pfm", "npy", "preview")
-SUFFIXES = {"png16": ".png", "pfm": ".pfm", "npy": ".npy", "preview": "-preview.png"}
+SUFFIXES = {"png16": ".png", "pfm": ".pfm", "npy": ".npy", "preview": "-preview.png", "ply": ".ply", "glb": ".glb"}
 
 
 @contextmanager

@@ -83,3 +83,18 @@ def test_interrupted_write_leaves_no_file(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         writers.write_npy(tmp_path / "x.npy", np.zeros((4, 4)))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_depth_export_writes_3d_files_and_resumes(tmp_path, saved_model, capsys):
+    pytest.importorskip("trimesh")
+    from plyfile import PlyData
+
+    src = _images(tmp_path / "in", n=2)
+    out = tmp_path / "out"
+    args = ["depth", str(src), "-o", str(out), "--model", saved_model, "--export", "ply,glb", "--no-progress"]
+    assert main(args) == 0
+    assert PlyData.read(str(out / "img1.ply"))["vertex"].count == 48 * 64
+    assert (out / "img0.glb").stat().st_size > 0 and (out / "img0.png").exists()
+    (out / "img1.glb").unlink()
+    assert main(args) == 0
+    assert "done 1, skipped 1" in capsys.readouterr().out.splitlines()[-1]

@@ -140,8 +140,13 @@ def page(served):
                   "--disable-component-update", "--disable-sync"],
         )
         page = browser.new_page(viewport={"width": 1400, "height": 2000})
+        outside = []
+        page.on("request", lambda r: outside.append(r.url)
+                if r.url.split(":", 1)[0] in ("http", "https", "ws", "wss")
+                and r.url.split("/")[2].split(":")[0] not in ("127.0.0.1", "localhost") else None)
         page.goto(served[1])
         page.wait_for_selector("#run", timeout=60_000)
+        page.outside_requests = outside
         yield page
         browser.close()
 
@@ -156,6 +161,7 @@ def test_browser_upload_stylize_and_see_result_and_slider(served, page):
     assert page.locator("#before-after img").count() >= 1
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "gradio_app.png"), full_page=True)
+    assert page.outside_requests == []  # no fonts, scripts or analytics from the internet
 
 
 def test_browser_shows_errors_for_empty_prompt_and_non_image(served, page):
@@ -164,6 +170,10 @@ def test_browser_shows_errors_for_empty_prompt_and_non_image(served, page):
     page.wait_for_selector("#depth-preview img", timeout=60_000)
     page.locator("#run").click()  # the prompt is still empty
     page.get_by_text("the prompt is empty").first.wait_for(timeout=60_000)
+    page.locator("#photo input[type=file]").set_input_files(str(root / "huge.png"))
+    page.locator("#prompt textarea").fill("a castle")
+    page.locator("#run").click()
+    page.get_by_text("over the limit").first.wait_for(timeout=60_000)
     page.locator("#photo input[type=file]").set_input_files(str(root / "notes.txt"))
     page.get_by_text("Invalid file type: notes.txt").first.wait_for(timeout=60_000)
     ARTIFACTS.mkdir(exist_ok=True)
