@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -83,6 +84,8 @@ def download_file(url: str, dest: Path, sha256: Optional[str] = None, progress: 
                 for block in iter(lambda: response.read(1 << 20), b""):
                     f.write(block)
                     bar.update(len(block))
+    if not sha256:  # no published checksum: show ours, so the file can be pinned
+        print(f"{dest.name}: no published sha256; downloaded file has sha256 {sha256_of(part)}", file=sys.stderr)
     if sha256:
         actual = sha256_of(part)
         if actual.lower() != sha256.lower():

@@ -36,9 +36,9 @@ class DepthSettings:
 
 
 def image_fingerprint(rgb: torch.Tensor) -> str:
-    """Content hash of a (3,H,W) float image (its 16-bit quantization, so equal pictures match)."""
-    q = (rgb.clamp(0, 1) * 65535).round().to(torch.int32).cpu().numpy()
-    return hashlib.sha1(q.tobytes() + str(q.shape).encode()).hexdigest()
+    """Content hash of a (3,H,W) float image (its exact float32 bytes and shape)."""
+    data = rgb.detach().to("cpu", torch.float32).contiguous().numpy()
+    return hashlib.blake2b(data.tobytes(), digest_size=20, person=str(data.shape).encode()[:16]).hexdigest()
 
 
 class MidasDepthEstimator(ModelMixin, ConfigMixin):
