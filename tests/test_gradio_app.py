@@ -178,3 +178,14 @@ def test_browser_shows_errors_for_empty_prompt_and_non_image(served, page):
     page.get_by_text("Invalid file type: notes.txt").first.wait_for(timeout=60_000)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "gradio_errors.png"), full_page=True)
+
+
+def test_api_alpha_channel_flattens_the_background(served):
+    _, url, root = served
+    rgba = np.array(Image.open(root / "photo.png").convert("RGBA"))
+    rgba[:, :40, 3] = 0  # left half transparent = background
+    Image.fromarray(rgba).save(root / "cutout.png")
+    files = _client(url).predict(*_stylize_args(root, image="cutout.png", export=""), api_name="/stylize")[2]
+    depth16 = next(f for f in files if f.endswith("-depth16.png"))
+    values = np.asarray(Image.open(depth16))
+    assert (values[:, :40] == 0).all() and values[:, 40:].max() > 0
