@@ -99,12 +99,36 @@ def main(argv=None) -> int:
     parser.add_argument("--iters", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--no-transformers", action="store_true")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     device = torch.device(args.device)
+    models = args.models.split(",")
+    if device.type == "cpu" and len(models) * len(args.dtypes.split(",")) > 1 and not args.child:
+        # CPU peak memory is the process high-water mark: measure each model and dtype in its own process
+        import subprocess
+
+        base = [a for a in (argv if argv is not None else sys.argv[1:])]
+        header = True
+        for name in models:
+            for dtype_name in args.dtypes.split(","):
+                cmd = [sys.executable, __file__, *base, "--models", name, "--dtypes", dtype_name, "--child"]
+                lines = subprocess.run(cmd, capture_output=True, text=True).stdout.splitlines()
+                for line in lines:
+                    if line.startswith("#") and not header and not line.startswith("# ours/hf"):
+                        continue
+                    if line.startswith("model ") and not header:
+                        continue
+                    if line.startswith("# ours/hf"):
+                        continue
+                    print(line, flush=True)
+                header = False
+        print("# ours/hf > 1 means we are faster; max|diff| is relative to the output range (same weights);"
+              " CPU peak MB = max RSS of a process running that model alone (ours, then transformers)")
+        return 0
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     print(f"# depth_speed on {gpu}, torch {torch.__version__}, batch {args.batch}")
     print(f"{'model':24s} {'dtype':5s} {'ours img/s':>10s} {'peak MB':>8s} {'hf img/s':>9s} {'peak MB':>8s} {'ours/hf':>7s} {'max|diff|':>9s}")
-    for name in args.models.split(","):
+    for name in models:
         spec = md.get_model_spec(name)
         h, w = spec.net_size
         hf_config = None if args.no_transformers else transformers_config(name)
