@@ -52,6 +52,7 @@ def served(tmp_path_factory):
     port = _free_port()
     app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     yield app, f"http://127.0.0.1:{port}/", root
+    app.service.wait_idle()  # a cancelled request's thread may still be finishing
     app.close()
     clear_cache()
 
@@ -189,3 +190,47 @@ def test_api_alpha_channel_flattens_the_background(served):
     depth16 = next(f for f in files if f.endswith("-depth16.png"))
     values = np.asarray(Image.open(depth16))
     assert (values[:, :40] == 0).all() and values[:, 40:].max() > 0
+
+
+def test_api_progress_by_step_and_cancel(served):
+    _, url, root = served
+    client = _client(url)
+    args = list(_stylize_args(root, export=""))
+    args[13] = 150  # steps: long enough to cancel in the middle
+    job = client.submit(*args, api_name="/stylize")
+    progress = None
+    for _ in range(600):
+        status = job.status()
+        if status.progress_data:
+            progress = status.progress_data[-1]
+            break
+        if job.done():
+            break
+        threading.Event().wait(0.05)
+    assert progress is not None and "denoising step" in (progress.desc or "")
+    job.cancel()
+    for _ in range(600):
+        if job.done() or job.status().code.name in ("CANCELLED", "FINISHED"):
+            break
+        threading.Event().wait(0.05)
+    assert job.status().code.name == "CANCELLED"
+    # the app keeps serving after a cancel
+    assert Path(client.predict(*_stylize_args(root, export=""), api_name="/stylize")[1]).exists()
+    assert served[0].service.wait_idle(timeout=300)
+
+
+def test_browser_cancel_stops_the_run_and_the_app_keeps_serving(served, page):
+    _, _, root = served
+    page.locator("#photo input[type=file]").set_input_files(str(root / "photo.png"))
+    page.wait_for_selector("#depth-preview img", timeout=60_000)
+    page.locator("#prompt textarea").fill("a castle")
+    steps = page.locator("#steps input[type=number]")
+    steps.fill("150")
+    steps.press("Enter")
+    page.locator("#run").click()
+    page.get_by_text("denoising step").first.wait_for(timeout=60_000)
+    page.locator("#cancel").click()
+    assert served[0].service.wait_idle(timeout=120)
+    assert served[0].service.last_steps_done < 150  # interrupted, not run to the end
+    page.locator("#run").click()
+    page.wait_for_selector("#result img", timeout=120_000)

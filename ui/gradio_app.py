@@ -52,6 +52,10 @@ class StylizeService:
         self.config = config
         self._components: Dict[str, Any] = {}
         self._lock = threading.Lock()
+        self._running = 0
+        self._idle = threading.Condition()
+        self._cancelled: set = set()  # sessions whose Cancel button was pressed during a run
+        self.last_steps_done = 0  # denoising steps the latest run executed (fewer when cancelled)
         self.output_dir = Path(config.output_dir or tempfile.mkdtemp(prefix="midas-diffusion-ui-"))
         self.output_dir.mkdir(parents=True, exist_ok=True)
 
@@ -95,6 +99,16 @@ class StylizeService:
                                                          allow_download=False, max_pixels=self.config.max_pixels)
                 self._components[name] = component
             return self._components[name]
+
+    # ---------------------------------------------------------------- runs
+    def request_cancel(self, session: str) -> None:
+        """Ask the session's running stylization to stop at its next denoising step."""
+        self._cancelled.add(session)
+
+    def wait_idle(self, timeout: float = 600) -> bool:
+        """Block until no stylization runs (gradio cancels the request, not a running thread)."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._running == 0, timeout)
 
     # ---------------------------------------------------------------- inputs
     def read_image(self, image: Any):
@@ -160,7 +174,21 @@ class StylizeService:
         return str(preview), str(depth16)
 
     def stylize(self, image, model, resolution, low, high, gamma, invert, background_weight, mask, method, base,
-                prompt, negative_prompt, steps, guidance, strength, seed, export, progress=None):
+                prompt, negative_prompt, steps, guidance, strength, seed, export, progress=None, session=""):
+        with self._idle:
+            self._running += 1
+        self._cancelled.discard(session)
+        try:
+            return self._stylize(image, model, resolution, low, high, gamma, invert, background_weight, mask, method,
+                                 base, prompt, negative_prompt, steps, guidance, strength, seed, export, progress, session)
+        finally:
+            self._cancelled.discard(session)
+            with self._idle:
+                self._running -= 1
+                self._idle.notify_all()
+
+    def _stylize(self, image, model, resolution, low, high, gamma, invert, background_weight, mask, method, base,
+                 prompt, negative_prompt, steps, guidance, strength, seed, export, progress, session):
         from pipelines import load_pipeline
         from pipelines.components import DepthSettings
 
@@ -187,12 +215,15 @@ class StylizeService:
 
             kwargs["background_mask"] = torch.from_numpy(subject)
             kwargs["background_weight"] = P.get_spec("background_weight").check(background_weight)
-        if progress is not None:
-            def on_step(pipe_, i, t, tensors):
+        def on_step(pipe_, i, t, tensors):
+            self.last_steps_done = i + 1
+            if session in self._cancelled:
+                pipe_._interrupt = True  # diffusers skips the remaining steps
+            elif progress is not None:
                 progress((i + 1) / steps, desc=f"denoising step {i + 1}/{steps}")
-                return tensors
+            return tensors
 
-            kwargs["callback_on_step_end"] = on_step
+        kwargs["callback_on_step_end"] = on_step
         result = pipe(prompt, image=rgb, **kwargs)
         stem = f"result-{seed}-{random.randrange(16**6):06x}"
         out_png = self.output_dir / f"{stem}.png"
@@ -234,11 +265,13 @@ def build_app(config: Optional[AppConfig] = None):
             fail(exc)
 
     def stylize(image, model, resolution, low, high, gamma, invert, background_weight, mask, method, base, prompt,
-                negative_prompt, steps, guidance, strength, seed, export, gallery, progress=gr.Progress()):
+                negative_prompt, steps, guidance, strength, seed, export, gallery, request: gr.Request,
+                progress=gr.Progress()):
         try:
             rgb, result, out_png, depth16, model3d = service.stylize(
                 image, model, resolution, low, high, gamma, invert, background_weight, mask, method, base, prompt,
-                negative_prompt, steps, guidance, strength, seed, export or None, progress)
+                negative_prompt, steps, guidance, strength, seed, export or None, progress,
+                session=getattr(request, "session_hash", "") or "")
         except (ValueError, ImageError, OSError) as exc:
             fail(exc)
         caption = f"{result.settings['method']} · {model} · seed {seed} · {prompt}"
@@ -280,7 +313,7 @@ def build_app(config: Optional[AppConfig] = None):
                 base = control("base")
                 prompt = control("prompt", elem_id="prompt")
                 negative_prompt = control("negative_prompt")
-                steps = control("steps")
+                steps = control("steps", elem_id="steps")
                 guidance = control("guidance")
                 strength = control("strength")
                 with gr.Row():
@@ -315,7 +348,10 @@ def build_app(config: Optional[AppConfig] = None):
             [slider, result_image, files, viewer, gallery, gallery_state],
             api_name="stylize", concurrency_id="diffusion", concurrency_limit=config.concurrency_limit,
         )
-        cancel.click(None, None, None, cancels=[event], api_name=False)
+        def cancel_run(request: gr.Request):
+            service.request_cancel(getattr(request, "session_hash", "") or "")
+
+        cancel.click(cancel_run, None, None, cancels=[event], api_name=False)
         gr.Button("models", visible=False).click(
             lambda: {name: service.model_status(name)[1] for name in config.depth_models}, None, gr.JSON(visible=False),
             api_name="models")
