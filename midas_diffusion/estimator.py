@@ -182,6 +182,15 @@ class DepthEstimator:
         self.compiled = True
         return self
 
+    def at_resolution(self, resolution: Optional[int]) -> "DepthEstimator":
+        """The same network at another processing resolution (MiDaS ``--height``): a view sharing the
+        weights, device, dtype and memory format; nothing reloads. ``None``/0 returns ``self``."""
+        if not resolution:
+            return self
+        view = DepthEstimator(self.model, self.spec, with_resolution(self.preprocess, resolution), self.max_pixels)
+        view.device, view.dtype, view.memory_format = self.device, self.dtype, self.memory_format
+        return view
+
     @property
     def model_name(self) -> str:
         return self.spec.name

@@ -10,7 +10,7 @@ import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple, Type, Union
+from typing import Any, Dict, Optional, Type, Union
 
 import torch
 
@@ -85,6 +85,20 @@ def configure_memory(pipe, cpu_offload: bool = False, attention_slicing: bool = 
     return pipe
 
 
+def _local_only(local_files_only: Optional[bool]) -> bool:
+    return local_files_only if local_files_only is not None else os.environ.get("HF_HUB_OFFLINE") == "1"
+
+
+def _check_base(base: str) -> None:
+    """A base must be an existing path or look like a hub id (``owner/name``)."""
+    if not Path(base).exists() and ("/" not in base or base.startswith((".", "/"))):
+        raise ValueError(f"unknown base {base!r}: not a local folder, file or hub id")
+
+
+def _load_error(base: str, what: str, exc: Exception) -> ValueError:
+    return ValueError(f"cannot load base {base!r} for {what}: {str(exc).splitlines()[0]}")
+
+
 def get_method(method: str) -> MethodSpec:
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
@@ -135,7 +149,7 @@ def load_pipeline(
     """
     spec = get_method(method)
     base = str(base) if base is not None else spec.default_base
-    local_only = local_files_only if local_files_only is not None else os.environ.get("HF_HUB_OFFLINE") == "1"
+    local_only = _local_only(local_files_only)
     key = (method, base, depth_model if isinstance(depth_model, str) else id(depth_model),
            str(control_model) if not isinstance(control_model, torch.nn.Module) else id(control_model),
            str(dtype), str(device), str(single_file_config))
@@ -164,11 +178,10 @@ def load_pipeline(
             pipe = cls.from_single_file(str(path), config=str(single_file_config), torch_dtype=dtype,
                                         local_files_only=True, **extra)
         else:
-            if not path.exists() and ("/" not in base or base.startswith((".", "/"))):
-                raise ValueError(f"unknown base {base!r}: not a local folder, file or hub id")
+            _check_base(base)
             pipe = cls.from_pretrained(base, torch_dtype=dtype, local_files_only=local_only, **extra)
     except (OSError, EnvironmentError) as exc:
-        raise ValueError(f"cannot load base {base!r} for {method}: {str(exc).splitlines()[0]}") from None
+        raise _load_error(base, method, exc) from None
     if dtype is not None:
         pipe.depth_estimator.to(dtype=torch.float32)  # depth runs in fp32 unless the caller changes it
     if device is not None:
@@ -233,14 +246,13 @@ def load_rgbd_pipeline(base: Optional[Union[str, os.PathLike]] = None, *, dtype:
     key = ("rgbd", base, str(dtype), str(device))
     if key in _LOADED:
         return _LOADED[key]
-    local_only = local_files_only if local_files_only is not None else os.environ.get("HF_HUB_OFFLINE") == "1"
-    if not Path(base).exists() and ("/" not in base or base.startswith((".", "/"))):
-        raise ValueError(f"unknown base {base!r}: not a local folder or hub id")
+    local_only = _local_only(local_files_only)
+    _check_base(base)
     try:
         pipe = MidasLDM3DPipeline.from_pretrained(base, torch_dtype=dtype, local_files_only=local_only,
                                                   safety_checker=None, feature_extractor=None)
     except (OSError, EnvironmentError) as exc:
-        raise ValueError(f"cannot load base {base!r} for rgbd: {str(exc).splitlines()[0]}") from None
+        raise _load_error(base, "rgbd", exc) from None
     if device is not None:
         pipe.to(device)
     _LOADED[key] = pipe

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Tuple
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
@@ -19,7 +19,6 @@ from diffusers.models.modeling_utils import ModelMixin
 
 from midas_diffusion import DepthEstimator, get_model_spec
 from midas_diffusion.images import DEFAULT_MAX_PIXELS, to_rgb_tensors
-from midas_diffusion.transforms import with_resolution
 
 
 @dataclass(frozen=True)
@@ -87,11 +86,10 @@ class MidasDepthEstimator(ModelMixin, ConfigMixin):
         return self._spec.name
 
     def _estimator(self, resolution: Optional[int]) -> DepthEstimator:
-        pre = with_resolution(self._spec.preprocess, resolution)
-        est = DepthEstimator(self.net, self._spec, pre, max_pixels=self.config.max_pixels)
+        est = DepthEstimator(self.net, self._spec, max_pixels=self.config.max_pixels)
         param = next(self.net.parameters())
         est.device, est.dtype = param.device, param.dtype
-        return est
+        return est.at_resolution(resolution)
 
     def clear_cache(self) -> None:
         self._cache.clear()

@@ -9,9 +9,8 @@ to the photo's own size.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
-import numpy as np
 import PIL.Image
 import torch
 import torch.nn.functional as F
@@ -19,7 +18,7 @@ from diffusers.utils import BaseOutput
 
 from midas_diffusion.images import to_rgb_tensors
 
-from .components import DepthSettings, MidasDepthEstimator  # noqa: F401
+from .components import DepthSettings
 from .conditioning import apply_background, check_disparity
 
 
@@ -67,6 +66,19 @@ class MidasDepthMixin:
             raise ValueError(f"guidance_scale must be >= 0, got {guidance_scale!r}")
         if num_images_per_prompt is not None and num_images_per_prompt < 1:
             raise ValueError(f"num_images_per_prompt must be >= 1, got {num_images_per_prompt!r}")
+
+    def begin_midas_call(self, *, image, depth_map, num_inference_steps, strength, guidance_scale, num_images_per_prompt,
+                         rgbd, processing_resolution, percentile, gamma, invert, background_mask, background_weight,
+                         seed, generator, keep_image: bool):
+        """Everything a MiDaS ``__call__`` does before the diffusers parent runs: check the arguments,
+        make (or take) the disparity, resolve the seed. Returns (settings, prepared, generator, seed)."""
+        self.check_midas_inputs(num_inference_steps, strength, guidance_scale, num_images_per_prompt)
+        self.check_rgbd(rgbd)
+        settings = DepthSettings(processing_resolution, percentile, gamma, invert)
+        prepared = self.prepare_midas_depth(image, depth_map, settings, background_mask, background_weight,
+                                            keep_image=keep_image)
+        generator, seed = generator_for(seed, generator)
+        return settings, prepared, generator, seed
 
     def prepare_midas_depth(
         self,
@@ -222,13 +234,14 @@ class MidasControlMixin(MidasDepthMixin):
         (``negative_prompt``, ``controlnet_conditioning_scale``, ``callback_on_step_end``, ...)."""
         from .conditioning import control_image
 
-        self.check_midas_inputs(num_inference_steps, None, guidance_scale, num_images_per_prompt)
-        self.check_rgbd(rgbd)
         if "strength" in kwargs:
             raise ValueError("strength applies to depth2img only; ControlNet/adapters generate from noise")
-        settings = DepthSettings(processing_resolution, percentile, gamma, invert)
-        prepared = self.prepare_midas_depth(image, depth_map, settings, background_mask, background_weight, keep_image=False)
-        generator, seed = generator_for(seed, generator)
+        settings, prepared, generator, seed = self.begin_midas_call(
+            image=image, depth_map=depth_map, num_inference_steps=num_inference_steps, strength=None,
+            guidance_scale=guidance_scale, num_images_per_prompt=num_images_per_prompt, rgbd=rgbd,
+            processing_resolution=processing_resolution, percentile=percentile, gamma=gamma, invert=invert,
+            background_mask=background_mask, background_weight=background_weight, seed=seed, generator=generator,
+            keep_image=False)
         if guidance_scale is not None:
             kwargs["guidance_scale"] = guidance_scale
         height, width = prepared.work_size

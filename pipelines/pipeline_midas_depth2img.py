@@ -14,9 +14,9 @@ from diffusers import AutoencoderKL, StableDiffusionDepth2ImgPipeline, UNet2DCon
 from diffusers.schedulers import KarrasDiffusionSchedulers
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from .components import DepthSettings, MidasDepthEstimator
+from .components import MidasDepthEstimator
 from .conditioning import depth2img_depth_map
-from .depth_conditioning import MidasDepthMixin, generator_for
+from .depth_conditioning import MidasDepthMixin
 
 
 class MidasDepth2ImgPipeline(MidasDepthMixin, StableDiffusionDepth2ImgPipeline):
@@ -73,11 +73,12 @@ class MidasDepth2ImgPipeline(MidasDepthMixin, StableDiffusionDepth2ImgPipeline):
         """``image``: the photo (PIL, numpy, tensor, path); ``depth_map``: an optional precomputed
         disparity (B,1,H,W) in [0,1] at the photo's size; otherwise it is estimated (and cached).
         Other keyword arguments go to diffusers' depth-to-image ``__call__``."""
-        self.check_midas_inputs(num_inference_steps, strength, guidance_scale, num_images_per_prompt)
-        self.check_rgbd(rgbd)
-        settings = DepthSettings(processing_resolution, percentile, gamma, invert)
-        prepared = self.prepare_midas_depth(image, depth_map, settings, background_mask, background_weight)
-        generator, seed = generator_for(seed, generator)
+        settings, prepared, generator, seed = self.begin_midas_call(
+            image=image, depth_map=depth_map, num_inference_steps=num_inference_steps, strength=strength,
+            guidance_scale=guidance_scale, num_images_per_prompt=num_images_per_prompt, rgbd=rgbd,
+            processing_resolution=processing_resolution, percentile=percentile, gamma=gamma, invert=invert,
+            background_mask=background_mask, background_weight=background_weight, seed=seed, generator=generator,
+            keep_image=True)
         result = super().__call__(
             prompt=prompt,
             image=prepared.image,

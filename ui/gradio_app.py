@@ -23,7 +23,7 @@ import numpy as np
 
 from midas_diffusion import get_model_spec, list_models
 from midas_diffusion.images import DEFAULT_MAX_PIXELS, ImageError, load_image_file
-from midas_diffusion.weights import WeightsNotFoundError, default_weights_dir, resolve_weights
+from midas_diffusion.weights import WeightsNotFoundError, resolve_weights
 
 from . import params as P
 

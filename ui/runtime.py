@@ -14,7 +14,6 @@ from typing import Any, Dict, Optional, Tuple, Union
 import torch
 
 from midas_diffusion import DepthEstimator
-from midas_diffusion.transforms import with_resolution
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -90,11 +89,7 @@ def clear_models() -> None:
 
 def at_resolution(est: DepthEstimator, resolution: Optional[int]) -> DepthEstimator:
     """The same network at another processing resolution (shares the weights; nothing reloads)."""
-    if not resolution:
-        return est
-    view = DepthEstimator(est.model, est.spec, with_resolution(est.preprocess, resolution), max_pixels=est.max_pixels)
-    view.device, view.dtype, view.memory_format = est.device, est.dtype, est.memory_format
-    return view
+    return est.at_resolution(resolution)
 
 
 def disparity_frames(est: DepthEstimator, frames: torch.Tensor, processing_resolution: Optional[int] = None,
