@@ -95,6 +95,52 @@ def _check_base(base: str) -> None:
         raise ValueError(f"unknown base {base!r}: not a local folder, file or hub id")
 
 
+def _from_single_file(cls: Type, base: str, method: str, config: Optional[Union[str, os.PathLike]], dtype,
+                      extra: Dict[str, Any]):
+    """``cls.from_single_file`` on an original-layout checkpoint, described by a local diffusers folder
+    (``config``, else the method's default base from the Hugging Face cache).
+
+    The depth estimator and the control model are always passed in (``extra``): the file holds
+    the base only. Nothing is fetched; every failure becomes one ``ValueError`` naming the file.
+    """
+    config = config if config is not None else cached_base_config(method)
+    if config is None:
+        default = get_method(method).default_base
+        raise ValueError(
+            f"base {base!r} is a single-file checkpoint: pass single_file_config= (a local diffusers "
+            f"folder of the same model family, e.g. a saved pipeline), since nothing can be fetched; "
+            f"or put the configs of {default} in the Hugging Face cache once: "
+            f"hf download {default} --include '*.json' '*.txt'"
+        )
+    if not (Path(config) / "model_index.json").is_file():
+        raise ValueError(
+            f"single_file_config {str(config)!r} is not a local diffusers folder (no model_index.json in it); "
+            "point it at a saved pipeline or a downloaded base of the same family as the checkpoint"
+        )
+    from diffusers.loaders.single_file_utils import SingleFileComponentError
+
+    try:
+        return cls.from_single_file(base, config=str(config), torch_dtype=dtype, local_files_only=True, **extra)
+    except (SingleFileComponentError, KeyError, RuntimeError, ValueError) as exc:
+        # missing components, or shapes that do not fit the config (another model family)
+        raise ValueError(
+            f"cannot load single-file base {base!r} for {method} with the config folder {str(config)!r}: "
+            f"{str(exc).strip().splitlines()[0]}"
+        ) from None
+
+
+def cached_base_config(method: str) -> Optional[str]:
+    """The folder of ``method``'s default base in the Hugging Face cache, if its configs are there.
+
+    It describes single-file checkpoints of that family when no ``single_file_config`` is given;
+    only the cache is read, nothing is fetched.
+    """
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(get_method(method).default_base, "model_index.json")
+    return os.path.dirname(found) if isinstance(found, str) else None
+
+
 def _load_error(base: str, what: str, exc: Exception) -> ValueError:
     return ValueError(f"cannot load base {base!r} for {what}: {str(exc).splitlines()[0]}")
 
@@ -140,15 +186,18 @@ def load_pipeline(
     """A ready pipeline for ``method`` on ``base`` with the zoo ``depth_model``.
 
     ``base``: a hub id, a local diffusers folder, or a single-file ``.safetensors``/``.ckpt``
-    checkpoint as A1111 and ComfyUI keep them (then ``single_file_config`` must name a local
-    diffusers config folder of that model family, since nothing is fetched for it).
+    checkpoint as A1111 and ComfyUI keep them (then ``single_file_config`` names a local diffusers
+    folder of that model family, whose configs describe the file; without it, the method's default
+    base is looked up in the Hugging Face cache; nothing is fetched for it).
     ``depth_model``: a zoo name or a ``MidasDepthEstimator``; default: the base folder's own
     depth estimator if it has one, else ``dpt_beit_large_512``.
     ``control_model``: the ControlNet / adapter (id, folder or loaded model); default: the base
     folder's own, else the method's default.
     """
     spec = get_method(method)
-    base = str(base) if base is not None else spec.default_base
+    base = os.path.expanduser(str(base)) if base is not None else spec.default_base
+    if single_file_config is not None:
+        single_file_config = os.path.expanduser(str(single_file_config))
     local_only = _local_only(local_files_only)
     key = (method, base, depth_model if isinstance(depth_model, str) else id(depth_model),
            str(control_model) if not isinstance(control_model, torch.nn.Module) else id(control_model),
@@ -170,13 +219,7 @@ def load_pipeline(
             extra[slot] = _control_model(spec.control_kind, control_model or spec.default_control, dtype, local_only)
     try:
         if path.suffix in (".safetensors", ".ckpt") and path.is_file():
-            if single_file_config is None:
-                raise ValueError(
-                    f"base {base!r} is a single-file checkpoint: pass single_file_config= (a local diffusers "
-                    "folder of the same model family, e.g. a saved pipeline), since nothing can be fetched"
-                )
-            pipe = cls.from_single_file(str(path), config=str(single_file_config), torch_dtype=dtype,
-                                        local_files_only=True, **extra)
+            pipe = _from_single_file(cls, base, method, single_file_config, dtype, extra)
         else:
             _check_base(base)
             pipe = cls.from_pretrained(base, torch_dtype=dtype, local_files_only=local_only, **extra)

@@ -11,6 +11,7 @@ from typing import Any, Optional, Tuple
 
 import torch
 from diffusers import AutoencoderKL, StableDiffusionDepth2ImgPipeline, UNet2DConditionModel
+from diffusers.loaders import FromSingleFileMixin
 from diffusers.schedulers import KarrasDiffusionSchedulers
 from transformers import CLIPTextModel, CLIPTokenizer
 
@@ -19,12 +20,15 @@ from .conditioning import depth2img_depth_map
 from .depth_conditioning import MidasDepthMixin
 
 
-class MidasDepth2ImgPipeline(MidasDepthMixin, StableDiffusionDepth2ImgPipeline):
+class MidasDepth2ImgPipeline(MidasDepthMixin, StableDiffusionDepth2ImgPipeline, FromSingleFileMixin):
     r"""Restyle ``image`` with ``prompt`` while keeping its MiDaS depth.
 
     Args:
         vae, text_encoder, tokenizer, unet (``in_channels=5``), scheduler: as in Stable Diffusion 2 depth.
         depth_estimator ([`MidasDepthEstimator`]): the zoo model that makes the disparity.
+
+    Loads from diffusers folders (``from_pretrained``) and from original single-file checkpoints
+    such as ``512-depth-ema.safetensors`` (``from_single_file`` with a local ``config=`` folder).
     """
 
     _optional_components = ["feature_extractor", "depth_estimator"]

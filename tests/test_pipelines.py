@@ -260,12 +260,3 @@ def test_sdxl_controlnet_union_and_adapter_run_on_one_depth_path():
         assert out.images.shape == (1, 64, 96, 3) and np.isfinite(out.images).all()
     assert torch.equal(out_cn.disparity, out_union.disparity) and torch.equal(out_cn.disparity, out_t2i.disparity)
     assert est.depth_runs == 1  # one depth estimate served all three methods
-
-
-def test_single_file_base_needs_a_local_config(tmp_path):
-    ckpt = tmp_path / "my_model.safetensors"
-    from safetensors.torch import save_file
-
-    save_file({"x": torch.zeros(1)}, str(ckpt))
-    with pytest.raises(ValueError, match="single-file checkpoint: pass single_file_config"):
-        load_pipeline("controlnet", base=ckpt, depth_model=tiny_depth_estimator(), control_model=tiny_controlnet())

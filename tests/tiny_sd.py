@@ -40,7 +40,8 @@ def tiny_vae():
                          latent_channels=4, norm_num_groups=16).eval()
 
 
-def tiny_unet(in_channels=4, sdxl=False):
+def tiny_unet(in_channels=4, sdxl=False, cross_attention_dim=64):
+    """``cross_attention_dim`` (SDXL only) is the sum of the two text encoders' widths."""
     from diffusers import UNet2DConditionModel
 
     torch.manual_seed(0)
@@ -50,7 +51,7 @@ def tiny_unet(in_channels=4, sdxl=False):
                   attention_head_dim=(2, 4), norm_num_groups=16, use_linear_projection=True)
     if sdxl:
         kwargs.update(addition_embed_type="text_time", addition_time_embed_dim=8, projection_class_embeddings_input_dim=80,
-                      cross_attention_dim=64, transformer_layers_per_block=(1, 1))
+                      cross_attention_dim=cross_attention_dim, transformer_layers_per_block=(1, 1))
     return UNet2DConditionModel(**kwargs).eval()
 
 
