@@ -225,3 +225,40 @@ def test_ldm3d_node_returns_rgb_and_depth(tmp_path):
         comfyui.MidasLDM3DTextToRGBD().generate("  ", base=str(tmp_path / "ldm3d"))
     clear_cache()
     assert np.isfinite(depth.numpy()).all()
+
+
+def test_stylize_node_takes_a_checkpoint_from_comfyuis_models_folder(tmp_path, depth_model, monkeypatch):
+    """A base typed as ComfyUI lists it (a file name in models/checkpoints), with a config folder and a
+    control model folder; the node's result equals the same components loaded as diffusers folders."""
+    import types
+
+    from ldm_checkpoint import save_ldm_checkpoint
+    from tiny_sd import sd15_components, tiny_controlnet
+
+    from pipelines import MidasControlNetPipeline, clear_cache
+
+    comp = sd15_components()
+    checkpoints = tmp_path / "models" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    save_ldm_checkpoint(checkpoints / "my_sd15.safetensors", comp["unet"], comp["vae"], comp["text_encoder"])
+    diffusers.StableDiffusionPipeline(**comp, safety_checker=None, feature_extractor=None,
+                                      requires_safety_checker=False).save_pretrained(tmp_path / "sd15-config")
+    tiny_controlnet().save_pretrained(tmp_path / "depth-controlnet")
+    folder = MidasControlNetPipeline(**comp, controlnet=tiny_controlnet(), depth_estimator=comfyui._depth_component(depth_model))
+    folder.save_pretrained(tmp_path / "as-folder")
+    host = types.ModuleType("folder_paths")
+    host.get_full_path = lambda kind, name: str(checkpoints / name) if kind == "checkpoints" and (checkpoints / name).exists() else None
+    monkeypatch.setitem(sys.modules, "folder_paths", host)
+    clear_cache()
+    try:
+        frames = _frames(b=1)
+        links = dict(image=frames, prompt="a red house", steps=1, depth_model=depth_model)
+        image, _ = _call(comfyui.MidasDepthStylize, base="my_sd15.safetensors", single_file_config=str(tmp_path / "sd15-config"),
+                         control_model=str(tmp_path / "depth-controlnet"), **links)
+        expected, _ = _call(comfyui.MidasDepthStylize, base=str(tmp_path / "as-folder"), **links)
+        torch.testing.assert_close(image, expected)
+        with pytest.raises(ValueError, match="single_file_config '.*nowhere' is not a local diffusers folder"):
+            _call(comfyui.MidasDepthStylize, base="my_sd15.safetensors", single_file_config=str(tmp_path / "nowhere"),
+                  control_model=str(tmp_path / "depth-controlnet"), **links)
+    finally:
+        clear_cache()

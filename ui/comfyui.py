@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
@@ -124,13 +124,13 @@ class MidasDepthStylize:
                                    "seed", "resolution", "percentile_low", "percentile_high", "gamma", "invert",
                                    "device", "dtype")},
             "optional": {"depth_model": (MODEL_TYPE,), "subject_mask": ("MASK",),
-                         **_inputs("background_weight")},
+                         **_inputs("background_weight", "single_file_config", "control_model")},
         }
 
     def stylize(self, image, prompt, method="controlnet", base="", negative_prompt="", steps=30, guidance=7.5,
                 strength=0.8, seed=0, resolution=0, percentile_low=0.0, percentile_high=100.0, gamma=1.0,
                 invert=False, device="auto", dtype="float32", depth_model=None, subject_mask=None,
-                background_weight=0.0):
+                background_weight=0.0, single_file_config="", control_model=""):
         from pipelines import pipeline
 
         get_spec("method").check(method)
@@ -142,7 +142,10 @@ class MidasDepthStylize:
         if method == "depth2img":
             kwargs["strength"] = get_spec("strength").check(strength)
         dtype_t = runtime.resolve_dtype(dtype)
-        common = dict(method=method, base=base.strip() or None, dtype=None if dtype_t == torch.float32 else dtype_t,
+        common = dict(method=method, base=_model_path(base, "checkpoints"),
+                      single_file_config=single_file_config.strip() or None,
+                      control_model=_model_path(control_model, "controlnet"),
+                      dtype=None if dtype_t == torch.float32 else dtype_t,
                       device=runtime.resolve_device(device),
                       depth_model=_depth_component(depth_model) if depth_model is not None else None)
         images, maps = [], []
@@ -196,6 +199,22 @@ class MidasLDM3DTextToRGBD:
         if depth.ndim == 4:  # (B,H,W,1)
             depth = depth[..., 0]
         return (rgb.contiguous(), depth.clamp(0, 1).contiguous())
+
+
+def _model_path(name: str, kind: str) -> Optional[str]:
+    """A base or control model as typed in the node: empty -> None (the default); a name that is
+    not a path but a file in ComfyUI's ``models/<kind>`` folder (e.g. ``dreamshaper_8.safetensors``
+    under ``checkpoints``) -> its full path; anything else (hub id, folder, path) as it is."""
+    name = (name or "").strip()
+    if not name or Path(name).expanduser().exists():
+        return name or None
+    try:
+        import folder_paths  # ComfyUI's model folders
+
+        found = folder_paths.get_full_path(kind, name)
+    except (ImportError, KeyError):  # no ComfyUI, or a host without that folder kind
+        found = None
+    return found or name
 
 
 def _output_dir(output_dir: str) -> Path:

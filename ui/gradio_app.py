@@ -33,7 +33,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 @dataclass
 class AppConfig:
     """What the app serves. ``depth_models`` maps a picker name to a zoo name, checkpoint or saved
-    folder (default: the whole zoo); ``bases`` overrides the base of a method (hub id or folder)."""
+    folder (default: the whole zoo); ``bases`` overrides the base of a method (hub id, folder or
+    single-file checkpoint); ``single_file_config`` is the local diffusers folder that describes
+    single-file bases (default: the method's default base from the Hugging Face cache)."""
 
     depth_models: Dict[str, str] = field(default_factory=lambda: {n: n for n in list_models()})
     default_depth_model: Optional[str] = None
@@ -43,6 +45,7 @@ class AppConfig:
     max_pixels: int = DEFAULT_MAX_PIXELS
     device: str = "cpu"
     output_dir: Optional[str] = None
+    single_file_config: Optional[str] = None
 
 
 class StylizeService:
@@ -205,7 +208,8 @@ class StylizeService:
         DepthSettings(**depth_kwargs)  # validates
         component = self.depth_component(model)
         base = (base or "").strip() or self.config.bases.get(method)
-        pipe = load_pipeline(method, base or None, component, device=self.config.device)
+        pipe = load_pipeline(method, base or None, component, device=self.config.device,
+                             single_file_config=self.config.single_file_config)
         kwargs = dict(depth_kwargs, num_inference_steps=steps, guidance_scale=float(guidance), seed=seed,
                       negative_prompt=negative_prompt or None, rgbd="conditioning" if export else None)
         if method == "depth2img":

@@ -15,7 +15,10 @@ def add_parsers(sub) -> None:
     p.add_argument("--weights-dir", default=None)
     p.add_argument("--depth-models", default=None,
                    help='JSON object {"picker name": "zoo name, checkpoint or folder"} (default: the whole zoo)')
-    p.add_argument("--bases", default=None, help='JSON object {"method": "hub id or folder"}')
+    p.add_argument("--bases", default=None, help='JSON object {"method": "hub id, folder or single-file checkpoint"}')
+    p.add_argument("--single-file-config", default=None,
+                   help="local diffusers folder describing single-file bases (default: the method's default base "
+                        "from the Hugging Face cache)")
     p.add_argument("--max-pixels", type=float, default=64e6)
     p.set_defaults(func=run_ui)
 
@@ -24,7 +27,7 @@ def run_ui(args) -> int:
     from .gradio_app import AppConfig, launch
 
     config = AppConfig(concurrency_limit=args.concurrency, device=args.device, weights_dir=args.weights_dir,
-                       max_pixels=int(args.max_pixels))
+                       max_pixels=int(args.max_pixels), single_file_config=args.single_file_config)
     if args.depth_models:
         config.depth_models = json.loads(args.depth_models)
     if args.bases:

@@ -85,6 +85,11 @@ PARAMS: Tuple[ParamSpec, ...] = (
       help="depth conditioning: depth2img (SD2), ControlNet (SD1.5/SDXL), Union, T2I-Adapter"),
     P("base", "Base model", "string", "", group="stylize",
       help="hub id, diffusers folder or single-file checkpoint; empty = the method's default"),
+    P("single_file_config", "Config folder (single-file base)", "string", "", group="stylize",
+      help="for a .safetensors/.ckpt base: a local diffusers folder of its family; "
+           "empty = the method's default base from the Hugging Face cache"),
+    P("control_model", "Control model", "string", "", group="stylize",
+      help="ControlNet / T2I-Adapter: hub id or diffusers folder; empty = the base folder's own, else the method's default"),
     P("prompt", "Prompt", "string", "", group="stylize", multiline=True, help="what to generate"),
     P("negative_prompt", "Negative prompt", "string", "", group="stylize", multiline=True, help="what to avoid"),
     P("steps", "Steps", "int", 30, 1, 150, 1, group="stylize", help="denoising steps"),
