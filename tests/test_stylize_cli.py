@@ -81,3 +81,35 @@ def test_rgbd_command(tmp_path):
     assert (out / "rgbd.ply").exists()
     assert main(["rgbd", "a cozy room", "-o", str(out), "--base", str(tmp_path / "ldm3d")]) == 1  # no overwrite
     clear_cache()
+
+
+def test_stylize_on_a_single_file_base(tmp_path):
+    """The A1111/ComfyUI setup: a base file, a configs-only folder, a depth model and ControlNet on disk."""
+    import diffusers
+
+    from ldm_checkpoint import save_ldm_checkpoint
+    from midas_diffusion import DepthEstimator
+    from reference import recipe_init_
+
+    comp = sd15_components()
+    save_ldm_checkpoint(tmp_path / "my_sd15.safetensors", comp["unet"], comp["vae"], comp["text_encoder"])
+    diffusers.StableDiffusionPipeline(**comp, safety_checker=None, feature_extractor=None,
+                                      requires_safety_checker=False).save_pretrained(tmp_path / "config")
+    for weights in (tmp_path / "config").rglob("*.safetensors"):
+        weights.unlink()
+    tiny_controlnet().save_pretrained(tmp_path / "controlnet")
+    est = DepthEstimator.from_pretrained("midas_v21_small_256", reduced=True)
+    recipe_init_(est.model)
+    est.save_pretrained(tmp_path / "depth")
+    Image.fromarray((np.random.default_rng(0).random((40, 60, 3)) * 255).astype(np.uint8)).save(tmp_path / "photo.png")
+    out = tmp_path / "result.png"
+    clear_cache()
+    try:
+        rc = main(["stylize", str(tmp_path / "photo.png"), "a watercolor house", "-o", str(out),
+                   "--base", str(tmp_path / "my_sd15.safetensors"), "--single-file-config", str(tmp_path / "config"),
+                   "--control-model", str(tmp_path / "controlnet"), "--depth-model", str(tmp_path / "depth"),
+                   "--steps", "1", "--seed", "3"])
+    finally:
+        clear_cache()
+    assert rc == 0 and Image.open(out).size == (60, 40)
+    assert json.loads(out.with_suffix(".json").read_text())["base"] == str(tmp_path / "my_sd15.safetensors")
