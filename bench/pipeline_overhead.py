@@ -143,6 +143,8 @@ def run(config_name, components, controlnet, args, device, dtype):
         o, u = pick(ours_times), pick(up_times)
         print(f"wrapper vs diffusers (depth cached, {label} of {args.repeats}): ours {o:.4f} s, diffusers {u:.4f} s, "
               f"overhead {100 * (o - u) / u:+.2f}%")
+    paired = statistics.median((o - u) / u for o, u in zip(ours_times, up_times))
+    print(f"wrapper vs diffusers (depth cached, median of the {args.repeats} paired differences): {100 * paired:+.2f}%")
     prepare = []
     for _ in range(args.repeats):
         t = time.perf_counter()

@@ -151,9 +151,16 @@ def get_method(method: str) -> MethodSpec:
     return METHODS[method]
 
 
+def _cast(module: torch.nn.Module, dtype: Optional[torch.dtype]) -> torch.nn.Module:
+    """``module`` in ``dtype``; untouched when it already is (diffusers warns on every ``.to(dtype)``)."""
+    if dtype is not None and any(p.dtype != dtype for p in module.parameters()):
+        module.to(dtype=dtype)
+    return module
+
+
 def _control_model(kind: str, source: Union[str, os.PathLike, torch.nn.Module], dtype, local_only: bool):
-    if isinstance(source, torch.nn.Module):
-        return source
+    if isinstance(source, torch.nn.Module):  # a loaded model joins the pipeline in the pipeline's dtype
+        return _cast(source, dtype)
     import diffusers
 
     cls = {"controlnet": diffusers.ControlNetModel, "controlnet_union": diffusers.ControlNetUnionModel,
@@ -226,7 +233,7 @@ def load_pipeline(
     except (OSError, EnvironmentError) as exc:
         raise _load_error(base, method, exc) from None
     if dtype is not None:
-        pipe.depth_estimator.to(dtype=torch.float32)  # depth runs in fp32 unless the caller changes it
+        _cast(pipe.depth_estimator, torch.float32)  # depth runs in fp32 unless the caller changes it
     if device is not None:
         pipe.to(device)
     if cache:

@@ -260,3 +260,15 @@ def test_sdxl_controlnet_union_and_adapter_run_on_one_depth_path():
         assert out.images.shape == (1, 64, 96, 3) and np.isfinite(out.images).all()
     assert torch.equal(out_cn.disparity, out_union.disparity) and torch.equal(out_cn.disparity, out_t2i.disparity)
     assert est.depth_runs == 1  # one depth estimate served all three methods
+
+
+def test_dtype_reaches_a_control_model_passed_as_a_module(tmp_path):
+    """``dtype=`` casts a loaded ControlNet as well as the base; the depth model stays in float32."""
+    comp, est = sd15_components(), tiny_depth_estimator()
+    MidasControlNetPipeline(**comp, controlnet=tiny_controlnet(), depth_estimator=est).save_pretrained(tmp_path / "base")
+    pipe = load_pipeline("controlnet", tmp_path / "base", est, tiny_controlnet(), dtype=torch.bfloat16, cache=False)
+    assert {name: next(getattr(pipe, name).parameters()).dtype for name in ("unet", "vae", "controlnet")} == \
+        dict.fromkeys(("unet", "vae", "controlnet"), torch.bfloat16)
+    assert next(pipe.depth_estimator.parameters()).dtype == torch.float32
+    out = _quiet(pipe)(PROMPT, image=_photo(), num_inference_steps=1, seed=0, output_type="np")
+    assert np.isfinite(out.images).all()
