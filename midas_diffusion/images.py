@@ -19,6 +19,8 @@ class ImageError(ValueError):
 
 
 def _check_pixels(height: int, width: int, max_pixels: int | None, what: str = "image") -> None:
+    if height < 1 or width < 1:
+        raise ImageError(f"{what} is empty ({width}x{height})")
     if max_pixels is not None and height * width > max_pixels:
         raise ImageError(
             f"{what} is {width}x{height} = {height * width / 1e6:.1f} MP, over the limit of "

@@ -85,6 +85,16 @@ def configure_memory(pipe, cpu_offload: bool = False, attention_slicing: bool = 
     return pipe
 
 
+def dtype_kwargs(dtype: Optional[torch.dtype]) -> Dict[str, Any]:
+    """The dtype argument of diffusers' loaders: ``dtype`` where diffusers takes it (it warns on
+    ``torch_dtype`` since mid-2026), ``torch_dtype`` on older releases."""
+    if dtype is None:
+        return {}
+    from diffusers.utils import deprecation_utils
+
+    return {"dtype" if hasattr(deprecation_utils, "_resolve_dtype") else "torch_dtype": dtype}
+
+
 def _local_only(local_files_only: Optional[bool]) -> bool:
     return local_files_only if local_files_only is not None else os.environ.get("HF_HUB_OFFLINE") == "1"
 
@@ -120,7 +130,7 @@ def _from_single_file(cls: Type, base: str, method: str, config: Optional[Union[
     from diffusers.loaders.single_file_utils import SingleFileComponentError
 
     try:
-        return cls.from_single_file(base, config=str(config), torch_dtype=dtype, local_files_only=True, **extra)
+        return cls.from_single_file(base, config=str(config), local_files_only=True, **dtype_kwargs(dtype), **extra)
     except (SingleFileComponentError, KeyError, RuntimeError, ValueError) as exc:
         # missing components, or shapes that do not fit the config (another model family)
         raise ValueError(
@@ -166,7 +176,7 @@ def _control_model(kind: str, source: Union[str, os.PathLike, torch.nn.Module], 
     cls = {"controlnet": diffusers.ControlNetModel, "controlnet_union": diffusers.ControlNetUnionModel,
            "adapter": diffusers.T2IAdapter}[kind]
     try:
-        return cls.from_pretrained(str(source), torch_dtype=dtype, local_files_only=local_only)
+        return cls.from_pretrained(str(source), local_files_only=local_only, **dtype_kwargs(dtype))
     except (OSError, ValueError, EnvironmentError) as exc:
         raise ValueError(f"cannot load the {kind} {source!r}: {str(exc).splitlines()[0]}") from None
 
@@ -229,7 +239,7 @@ def load_pipeline(
             pipe = _from_single_file(cls, base, method, single_file_config, dtype, extra)
         else:
             _check_base(base)
-            pipe = cls.from_pretrained(base, torch_dtype=dtype, local_files_only=local_only, **extra)
+            pipe = cls.from_pretrained(base, local_files_only=local_only, **dtype_kwargs(dtype), **extra)
     except (OSError, EnvironmentError) as exc:
         raise _load_error(base, method, exc) from None
     if dtype is not None:
@@ -299,7 +309,7 @@ def load_rgbd_pipeline(base: Optional[Union[str, os.PathLike]] = None, *, dtype:
     local_only = _local_only(local_files_only)
     _check_base(base)
     try:
-        pipe = MidasLDM3DPipeline.from_pretrained(base, torch_dtype=dtype, local_files_only=local_only,
+        pipe = MidasLDM3DPipeline.from_pretrained(base, **dtype_kwargs(dtype), local_files_only=local_only,
                                                   safety_checker=None, feature_extractor=None)
     except (OSError, EnvironmentError) as exc:
         raise _load_error(base, "rgbd", exc) from None

@@ -5,51 +5,61 @@ Float all the way: no 8-bit round trip anywhere.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
 
+from midas_diffusion.maps import to_map_tensor
 
-def check_disparity(disparity: torch.Tensor, height: Optional[int] = None, width: Optional[int] = None) -> torch.Tensor:
-    """Validate a disparity map: (B,1,H,W) (or (B,H,W) / (H,W)), finite, not constant."""
-    if not isinstance(disparity, torch.Tensor):
-        raise ValueError(f"depth_map must be a torch.Tensor, got {type(disparity).__name__}")
-    if disparity.ndim == 2:
-        disparity = disparity[None, None]
-    elif disparity.ndim == 3:
-        disparity = disparity[:, None]
-    if disparity.ndim != 4 or disparity.shape[1] != 1:
-        raise ValueError(f"depth_map must be (B,1,H,W), (B,H,W) or (H,W), got {tuple(disparity.shape)}")
+
+def check_disparity(disparity: Any, height: Optional[int] = None, width: Optional[int] = None) -> torch.Tensor:
+    """A user's ``depth_map`` as (B,1,H,W) float32 disparity in [0,1] (near = 1).
+
+    Tensors (B,1,H,W), (B,H,W) or (H,W), arrays, PIL images (16-bit PNGs included) and paths are
+    accepted; integer data is scaled by its type's range and float data outside [0,1] is min-max
+    normalized per map. It must be finite, not constant, and (when given) of the image's size.
+    """
+    disparity = to_map_tensor(disparity, "depth_map", rescale=True)
     if height is not None and tuple(disparity.shape[-2:]) != (height, width):
         raise ValueError(f"depth_map is {tuple(disparity.shape[-2:])} but the image is {(height, width)}")
-    if not torch.isfinite(disparity).all():
-        raise ValueError("depth_map contains NaN or infinite values")
     flat = disparity.flatten(1)
     if ((flat.max(dim=1).values - flat.min(dim=1).values) <= 1e-6).any():
         raise ValueError("depth_map is constant: it carries no shape to condition on")
-    return disparity.float()
+    return disparity
+
+
+def check_mask(mask: Any, height: int, width: int, batch: Optional[int] = None) -> torch.Tensor:
+    """A ``background_mask`` (1 = subject) as (B,1,H,W) float32 in [0,1] at the image's size.
+
+    A mask of another size with the same aspect ratio (within 1%) is resized; any other size, or a
+    batch that is neither 1 nor the images', is a ``ValueError`` naming ``background_mask``.
+    """
+    mask = to_map_tensor(mask, "background_mask")
+    if batch is not None and mask.shape[0] not in (1, batch):
+        raise ValueError(f"background_mask holds {mask.shape[0]} masks for {batch} images")
+    h, w = mask.shape[-2:]
+    if (h, w) != (height, width):
+        if abs(w / h - width / height) > 0.01 * width / height:
+            raise ValueError(f"background_mask is {w}x{h} but the image is {width}x{height}")
+        mask = F.interpolate(mask, size=(height, width), mode="bilinear", align_corners=False).clamp(0, 1)
+    return mask
 
 
 def apply_background(
-    disparity: torch.Tensor, mask: Optional[torch.Tensor], weight: float = 0.0, level: Optional[float] = None
+    disparity: torch.Tensor, mask: Optional[Any], weight: float = 0.0, level: Optional[float] = None
 ) -> torch.Tensor:
     """Flatten (``weight=0``) or down-weight (``0<weight<1``) the disparity outside ``mask``.
 
-    ``mask`` (B,1,H,W) or (H,W) in [0,1]: 1 = subject, 0 = background. The background is pulled
-    towards ``level`` (default: the far end, 0) as ``level + weight * (d - level)``; inside the
-    mask the disparity is unchanged.
+    ``mask`` (see ``check_mask``): 1 = subject, 0 = background. The background is pulled towards
+    ``level`` (default: the far end, 0) as ``level + weight * (d - level)``; inside the mask the
+    disparity is unchanged.
     """
     if mask is None:
         return disparity
     if not 0 <= weight <= 1:
         raise ValueError(f"background_weight must be in [0, 1], got {weight}")
-    mask = torch.as_tensor(mask, dtype=torch.float32)
-    while mask.ndim < 4:
-        mask = mask.unsqueeze(0)
-    if mask.shape[-2:] != disparity.shape[-2:]:
-        mask = F.interpolate(mask, size=disparity.shape[-2:], mode="bilinear", align_corners=False)
-    mask = mask.clamp(0, 1).to(disparity.device)
+    mask = check_mask(mask, *disparity.shape[-2:], batch=disparity.shape[0]).to(disparity.device)
     base = torch.zeros_like(disparity) if level is None else torch.full_like(disparity, float(level))
     background = base + weight * (disparity - base)
     return mask * disparity + (1 - mask) * background

@@ -83,10 +83,11 @@ class MidasDepth2ImgPipeline(MidasDepthMixin, StableDiffusionDepth2ImgPipeline, 
             processing_resolution=processing_resolution, percentile=percentile, gamma=gamma, invert=invert,
             background_mask=background_mask, background_weight=background_weight, seed=seed, generator=generator,
             keep_image=True)
+        parent_image, depth = _one_per_prompt(prompt, prepared.image, depth2img_depth_map(prepared.work_disparity))
         result = super().__call__(
             prompt=prompt,
-            image=prepared.image,
-            depth_map=depth2img_depth_map(prepared.work_disparity),
+            image=parent_image,
+            depth_map=depth,
             strength=strength,
             num_inference_steps=num_inference_steps,
             guidance_scale=guidance_scale,
@@ -101,3 +102,18 @@ class MidasDepth2ImgPipeline(MidasDepthMixin, StableDiffusionDepth2ImgPipeline, 
                       num_images_per_prompt=num_images_per_prompt, negative_prompt=kwargs.get("negative_prompt"))
         return self.finish_midas_call(result.images, prepared, settings, rgbd=rgbd, output_type=output_type,
                                       return_dict=return_dict, record=record)
+
+
+def _one_per_prompt(prompt: Any, image: Any, depth: torch.Tensor) -> Tuple[Any, torch.Tensor]:
+    """One photo for several prompts: repeat it (and its depth) per prompt, as diffusers does
+    itself, which it deprecates; images already one per prompt are left alone."""
+    count = len(prompt) if isinstance(prompt, list) else 1
+    if count == 1 or depth.shape[0] != 1:
+        return image, depth
+    if isinstance(image, torch.Tensor):
+        image = image.expand(count, -1, -1, -1)
+    elif isinstance(image, list):
+        image = image * count
+    else:
+        image = [image] * count
+    return image, depth.expand(count, -1, -1)

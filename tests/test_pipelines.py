@@ -1,5 +1,7 @@
 """Pipelines on tiny random components, offline."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -180,6 +182,41 @@ def test_background_mask_changes_conditioning_only_outside(controlnet):
     torch.testing.assert_close(half[~inside], 0.5 * full[~inside])
 
 
+
+def test_masks_per_image_and_in_every_form(controlnet):
+    """A (B,H,W) mask gives each image its own mask; PIL and uint8 masks equal the float one; a mask
+    of another aspect ratio is refused before the depth model runs."""
+    _, _, pipe = controlnet
+    photos = [_photo(seed=1), _photo(seed=2)]
+    masks = torch.zeros(2, 48, 80)
+    masks[0] = 1  # image 0: all subject; image 1: all background
+    kwargs = dict(num_inference_steps=1, seed=0, output_type="np")
+    full = pipe([PROMPT, PROMPT], image=photos, **kwargs).disparity
+    out = pipe([PROMPT, PROMPT], image=photos, background_mask=masks, **kwargs).disparity
+    assert torch.equal(out[0], full[0]) and (out[1] == 0).all()
+    one = np.zeros((48, 80), np.uint8)
+    one[10:40, 20:60] = 255
+    as_float = pipe(PROMPT, image=photos[0], background_mask=torch.from_numpy(one / 255.0), **kwargs).disparity
+    for form in (one, Image.fromarray(one), Image.fromarray(one).resize((160, 96), Image.NEAREST)):
+        torch.testing.assert_close(pipe(PROMPT, image=photos[0], background_mask=form, **kwargs).disparity, as_float)
+    runs = pipe.depth_estimator.depth_runs
+    with pytest.raises(ValueError, match="background_mask is 48x48 but the image is 80x48"):
+        pipe(PROMPT, image=_photo(seed=3), background_mask=np.ones((48, 48), bool), **kwargs)
+    assert pipe.depth_estimator.depth_runs == runs
+
+
+def test_depth_map_in_every_form_conditions_alike(controlnet):
+    """uint8 arrays, 16-bit PNG images and float tensors of the same disparity give the same result."""
+    _, _, pipe = controlnet
+    levels = (np.linspace(0, 1, 80)[None, :] * np.ones((48, 1)) * 65535).astype(np.uint16)
+    kwargs = dict(image=_photo(), num_inference_steps=1, seed=0, output_type="np")
+    ref = pipe(PROMPT, depth_map=torch.from_numpy(levels / 65535.0).float(), **kwargs)
+    for form in (Image.fromarray(levels), levels, torch.from_numpy(levels.astype(np.float32)) * 3):  # last: rescaled
+        out = pipe(PROMPT, depth_map=form, **kwargs)
+        torch.testing.assert_close(out.disparity, ref.disparity, atol=1e-6, rtol=0)
+        np.testing.assert_allclose(out.images, ref.images, atol=1e-5)
+
+
 # sizes, output types, entry point -----------------------------------------------------------------
 
 def test_any_size_is_restored_and_output_types(depth2img):
@@ -192,6 +229,10 @@ def test_any_size_is_restored_and_output_types(depth2img):
     assert pt.settings["seed"] == 0 and pt.settings["method"] == "depth2img"
     two = pipe(PROMPT, image=photo, num_inference_steps=2, seed=0, output_type="np", num_images_per_prompt=2)
     assert two.images.shape == (2, 45, 77, 3)
+    with warnings.catch_warnings():  # one photo for two prompts: repeated by us, not by diffusers' deprecated path
+        warnings.simplefilter("error", FutureWarning)
+        pair = pipe([PROMPT, "a blue door"], image=photo, num_inference_steps=2, seed=0, output_type="np")
+    assert pair.images.shape == (2, 45, 77, 3) and not np.allclose(pair.images[0], pair.images[1])
 
 
 def test_callback_and_scheduler_choice(controlnet):
