@@ -46,16 +46,20 @@ class PreparedDepth:
     work_size: Tuple[int, int]  # multiple of the VAE factor
 
 
-def working_size(height: int, width: int, multiple: int = 8, minimum: int = 8) -> Tuple[int, int]:
-    """Nearest multiple of ``multiple`` (at least ``minimum``) for each side."""
+def working_size(height: int, width: int, multiple: int = 8) -> Tuple[int, int]:
+    """Nearest multiple of ``multiple`` (at least one multiple) for each side."""
     def snap(x):
-        return max(minimum, int(round(x / multiple)) * multiple)
+        return max(multiple, int(round(x / multiple)) * multiple)
 
     return snap(height), snap(width)
 
 
 class MidasDepthMixin:
     """Shared by the MiDaS pipelines; expects ``self.depth_estimator`` and ``self.vae_scale_factor``."""
+
+    def size_multiple(self) -> int:
+        """What the working size must be a multiple of: the VAE's downscaling factor."""
+        return int(getattr(self, "vae_scale_factor", 8))
 
     def check_midas_inputs(self, num_inference_steps=None, strength=None, guidance_scale=None, num_images_per_prompt=None):
         if num_inference_steps is not None and (not isinstance(num_inference_steps, int) or num_inference_steps < 1):
@@ -109,8 +113,7 @@ class MidasDepthMixin:
             disparity = torch.cat(self.depth_estimator.estimate(rgb, settings))
         disparity = apply_background(disparity, background_mask, background_weight)
         height, width = disparity.shape[-2:]
-        factor = getattr(self, "vae_scale_factor", 8)
-        work = working_size(height, width, multiple=factor)
+        work = working_size(height, width, multiple=self.size_multiple())
         work_disparity = disparity
         if work != (height, width):
             work_disparity = F.interpolate(disparity, size=work, mode="bilinear", align_corners=False)

@@ -3,6 +3,7 @@ zoo disparity as a float control image."""
 
 from __future__ import annotations
 
+import math
 from typing import Any, Optional
 
 from diffusers import AutoencoderKL, StableDiffusionXLAdapterPipeline, T2IAdapter, UNet2DConditionModel
@@ -42,3 +43,9 @@ class MidasT2IAdapterXLPipeline(MidasControlMixin, StableDiffusionXLAdapterPipel
             image_encoder=image_encoder,
         )
         self.register_modules(depth_estimator=depth_estimator)
+
+    def size_multiple(self) -> int:
+        """The adapter downsamples its input by ``total_downscale_factor`` (32 for the SDXL depth
+        adapters) and its features must meet the UNet's: sizes snap to that and the VAE's factor."""
+        adapter_factor = int(getattr(self.adapter, "total_downscale_factor", 1))
+        return math.lcm(super().size_multiple(), adapter_factor)

@@ -313,3 +313,19 @@ def test_dtype_reaches_a_control_model_passed_as_a_module(tmp_path):
     assert next(pipe.depth_estimator.parameters()).dtype == torch.float32
     out = _quiet(pipe)(PROMPT, image=_photo(), num_inference_steps=1, seed=0, output_type="np")
     assert np.isfinite(out.images).all()
+
+
+@pytest.mark.parametrize("size", [(100, 70), (120, 120), (16, 16)])
+def test_t2i_adapter_takes_any_size(size):
+    """SDXL depth adapters downsample by 32 in all (pixel unshuffle by 16, then one more level), so
+    the working size snaps to 32 there; sizes that are multiples of 8 only used to crash in torch."""
+    torch.manual_seed(0)
+    vae = diffusers.AutoencoderKL(block_out_channels=[16, 16, 32, 32], down_block_types=["DownEncoderBlock2D"] * 4,
+                                  up_block_types=["UpDecoderBlock2D"] * 4, latent_channels=4, norm_num_groups=16).eval()
+    comp = dict(_sdxl_components(), vae=vae)  # a VAE that downsamples by 8, as SDXL's does
+    adapter = diffusers.T2IAdapter(in_channels=3, channels=[32, 64], num_res_blocks=1, downscale_factor=16,
+                                   adapter_type="full_adapter_xl").eval()
+    pipe = _quiet(MidasT2IAdapterXLPipeline(**comp, adapter=adapter, depth_estimator=tiny_depth_estimator()))
+    assert pipe.size_multiple() == 32
+    out = pipe(PROMPT, image=_photo(*size), num_inference_steps=1, seed=0, output_type="np")
+    assert out.images.shape == (1, *size, 3) and np.isfinite(out.images).all()
