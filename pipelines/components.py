@@ -64,6 +64,18 @@ class MidasDepthEstimator(ModelMixin, ConfigMixin):
         self.depth_runs = 0  # network passes (a cache hit runs none)
 
     @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs) -> "MidasDepthEstimator":
+        """A saved estimator (its folder or a pipeline's ``depth_estimator`` subfolder).
+
+        Built with real tensors, then loaded: timm's SwinV2 and ViT-hybrid encoders compute buffers
+        while they are built, which diffusers' default empty-weight (meta) construction cannot do.
+        A ``device_map`` is ignored here; move the estimator with ``.to()``.
+        """
+        kwargs["low_cpu_mem_usage"] = False
+        kwargs.pop("device_map", None)
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+
+    @classmethod
     def from_zoo(
         cls,
         model_name: str,

@@ -20,6 +20,7 @@ from midas_diffusion.images import to_rgb_tensors
 
 from .components import DepthSettings
 from .conditioning import apply_background, check_disparity, check_mask
+from .loading import ReproducibleLoadingMixin
 
 
 @dataclass
@@ -54,7 +55,7 @@ def working_size(height: int, width: int, multiple: int = 8) -> Tuple[int, int]:
     return snap(height), snap(width)
 
 
-class MidasDepthMixin:
+class MidasDepthMixin(ReproducibleLoadingMixin):
     """Shared by the MiDaS pipelines; expects ``self.depth_estimator`` and ``self.vae_scale_factor``."""
 
     def size_multiple(self) -> int:

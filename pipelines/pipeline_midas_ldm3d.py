@@ -21,6 +21,7 @@ from diffusers.utils import BaseOutput
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from .depth_conditioning import generator_for
+from .loading import ReproducibleLoadingMixin
 
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 
@@ -49,7 +50,7 @@ class RGBDPipelineOutput(BaseOutput):
     settings: Dict[str, Any] = field(default_factory=dict)
 
 
-class MidasLDM3DPipeline(StableDiffusionPipeline):
+class MidasLDM3DPipeline(ReproducibleLoadingMixin, StableDiffusionPipeline):
     """Text to RGB + depth with an LDM3D UNet/VAE (4 or 6 VAE output channels)."""
 
     _optional_components = ["safety_checker", "feature_extractor", "image_encoder"]
