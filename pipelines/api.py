@@ -99,20 +99,30 @@ def _local_only(local_files_only: Optional[bool]) -> bool:
     return local_files_only if local_files_only is not None else os.environ.get("HF_HUB_OFFLINE") == "1"
 
 
-def _check_base(base: str) -> None:
-    """A base must be an existing path or look like a hub id (``owner/name``)."""
-    if not Path(base).exists() and ("/" not in base or base.startswith((".", "/"))):
+def _check_base(base: str, local_only: bool = False) -> None:
+    """A base must be a diffusers folder, or a hub id (``owner/name``), cached when nothing may be fetched."""
+    path = Path(base)
+    if path.is_dir():
+        if not (path / "model_index.json").is_file():
+            raise ValueError(f"base {base!r} is a folder without model_index.json: not a diffusers pipeline folder")
+        return
+    if path.exists():
+        raise ValueError(f"base {base!r} is a file but not a .safetensors/.ckpt checkpoint")
+    if "/" not in base or base.startswith((".", "/", "~")) or base.count("/") > 1:
         raise ValueError(f"unknown base {base!r}: not a local folder, file or hub id")
+    if local_only:
+        from huggingface_hub import try_to_load_from_cache
+
+        if not isinstance(try_to_load_from_cache(base, "model_index.json"), str):
+            raise ValueError(
+                f"base {base!r} is not in the Hugging Face cache and nothing may be fetched "
+                "(HF_HUB_OFFLINE=1 or local_files_only=True): download it once, or pass a local folder"
+            )
 
 
-def _from_single_file(cls: Type, base: str, method: str, config: Optional[Union[str, os.PathLike]], dtype,
-                      extra: Dict[str, Any]):
-    """``cls.from_single_file`` on an original-layout checkpoint, described by a local diffusers folder
-    (``config``, else the method's default base from the Hugging Face cache).
-
-    The depth estimator and the control model are always passed in (``extra``): the file holds
-    the base only. Nothing is fetched; every failure becomes one ``ValueError`` naming the file.
-    """
+def _single_file_config(base: str, method: str, config: Optional[Union[str, os.PathLike]]) -> str:
+    """The local diffusers folder describing the single-file ``base``: ``config``, else the
+    method's default base from the Hugging Face cache; a ``ValueError`` when there is none."""
     config = config if config is not None else cached_base_config(method)
     if config is None:
         default = get_method(method).default_base
@@ -127,6 +137,15 @@ def _from_single_file(cls: Type, base: str, method: str, config: Optional[Union[
             f"single_file_config {str(config)!r} is not a local diffusers folder (no model_index.json in it); "
             "point it at a saved pipeline or a downloaded base of the same family as the checkpoint"
         )
+    return str(config)
+
+
+def _from_single_file(cls: Type, base: str, method: str, config: str, dtype, extra: Dict[str, Any]):
+    """``cls.from_single_file`` on an original-layout checkpoint described by the folder ``config``.
+
+    The depth estimator and the control model are always passed in (``extra``): the file holds
+    the base only. Nothing is fetched; every failure becomes one ``ValueError`` naming the file.
+    """
     from diffusers.loaders.single_file_utils import SingleFileComponentError
 
     try:
@@ -225,6 +244,12 @@ def load_pipeline(
 
     cls: Type = getattr(package, spec.pipeline_class)
     path = Path(base)
+    single_file = path.suffix in (".safetensors", ".ckpt") and path.is_file()
+    # the base is checked before any model is loaded, so a typo fails at once
+    if single_file:
+        single_file_config = _single_file_config(base, method, single_file_config)
+    else:
+        _check_base(base, local_only)
     # a saved pipeline folder brings its own components; explicit arguments override them
     in_folder = {p.name for p in path.iterdir() if p.is_dir()} if path.is_dir() else set()
     extra: Dict[str, Any] = {}
@@ -235,10 +260,9 @@ def load_pipeline(
         if control_model is not None or slot not in in_folder:
             extra[slot] = _control_model(spec.control_kind, control_model or spec.default_control, dtype, local_only)
     try:
-        if path.suffix in (".safetensors", ".ckpt") and path.is_file():
+        if single_file:
             pipe = _from_single_file(cls, base, method, single_file_config, dtype, extra)
         else:
-            _check_base(base)
             pipe = cls.from_pretrained(base, local_files_only=local_only, **dtype_kwargs(dtype), **extra)
     except (OSError, EnvironmentError) as exc:
         raise _load_error(base, method, exc) from None
@@ -302,12 +326,12 @@ def load_rgbd_pipeline(base: Optional[Union[str, os.PathLike]] = None, *, dtype:
     ``Intel/ldm3d-pano`` or a local folder), cached like ``load_pipeline``."""
     from .pipeline_midas_ldm3d import MidasLDM3DPipeline
 
-    base = str(base or DEFAULT_RGBD_BASE)
+    base = os.path.expanduser(str(base or DEFAULT_RGBD_BASE))
     key = ("rgbd", base, str(dtype), str(device))
     if key in _LOADED:
         return _LOADED[key]
     local_only = _local_only(local_files_only)
-    _check_base(base)
+    _check_base(base, local_only)
     try:
         pipe = MidasLDM3DPipeline.from_pretrained(base, **dtype_kwargs(dtype), local_files_only=local_only,
                                                   safety_checker=None, feature_extractor=None)

@@ -164,6 +164,25 @@ def test_unknown_method_and_base():
         pipeline(_photo(), "  ", method="controlnet")
 
 
+def test_a_bad_base_fails_before_any_model_loads(tmp_path, monkeypatch):
+    """No depth weights exist here: a base error must come first, naming the base."""
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    (tmp_path / "not-a-pipeline").mkdir()
+    (tmp_path / "notes.txt").write_text("x")
+    cases = {"nope": "unknown base 'nope'", "a/b/c": "unknown base 'a/b/c'",
+             str(tmp_path / "not-a-pipeline"): "without model_index.json",
+             str(tmp_path / "notes.txt"): "not a .safetensors/.ckpt checkpoint",
+             "someone/some-model": "'someone/some-model' is not in the Hugging Face cache"}
+    for base, message in cases.items():
+        with pytest.raises(ValueError, match=message):
+            pipeline(_photo(), PROMPT, method="controlnet", base=base)  # default depth model: no weights here
+    with pytest.raises(ValueError, match="stable-diffusion-v1-5/stable-diffusion-v1-5' is not in the Hugging Face cache"):
+        pipeline(_photo(), PROMPT)  # the default base, offline and not cached
+
+
 # 5. background mask -------------------------------------------------------------------------------
 
 def test_background_mask_changes_conditioning_only_outside(controlnet):
