@@ -77,6 +77,7 @@ class MidasDepthMixin(ReproducibleLoadingMixin):
                          seed, generator, keep_image: bool):
         """Everything a MiDaS ``__call__`` does before the diffusers parent runs: check the arguments,
         make (or take) the disparity, resolve the seed. Returns (settings, prepared, generator, seed)."""
+        self.realign_once()
         self.check_midas_inputs(num_inference_steps, strength, guidance_scale, num_images_per_prompt)
         self.check_rgbd(rgbd)
         settings = DepthSettings(processing_resolution, percentile, gamma, invert)

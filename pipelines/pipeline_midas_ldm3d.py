@@ -104,6 +104,7 @@ class MidasLDM3DPipeline(ReproducibleLoadingMixin, StableDiffusionPipeline):
             raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
         if not isinstance(num_inference_steps, int) or num_inference_steps < 1:
             raise ValueError(f"num_inference_steps must be an integer >= 1, got {num_inference_steps!r}")
+        self.realign_once()
         generator, seed = generator_for(seed, generator)
         latents = super().__call__(
             prompt=prompt, height=height, width=width, num_inference_steps=num_inference_steps,
