@@ -38,8 +38,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--invert", action="store_true")
     p.add_argument("--mask", default=None, help="subject mask image (white = subject; alpha used if present)")
     p.add_argument("--background-weight", type=float, default=0.0)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32")
+    p.add_argument("--device", default="auto", help="auto = cuda, else mps, else cpu")
+    p.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"], default="auto",
+                   help="auto = float16 on cuda, float32 elsewhere (depth always runs in float32)")
     p.add_argument("--cpu-offload", action="store_true")
     p.add_argument("--attention-slicing", action="store_true")
     p.add_argument("--vae-tiling", action="store_true")
@@ -61,12 +62,25 @@ def add_parsers(sub) -> None:
     r.add_argument("--steps", type=int, default=49)
     r.add_argument("--guidance", type=float, default=5.0)
     r.add_argument("--seed", type=int, default=None)
-    r.add_argument("--device", default="cpu")
-    r.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32")
+    r.add_argument("--device", default="auto", help="auto = cuda, else mps, else cpu")
+    r.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"], default="auto",
+                   help="auto = float16 on cuda, float32 elsewhere (depth always runs in float32)")
     r.add_argument("--export", type=_parse_exports, default=[], help="comma list of ply, glb")
     _add_geometry_arguments(r)
     r.add_argument("--overwrite", action="store_true")
     r.set_defaults(func=run_rgbd)
+
+
+def device_and_dtype(device: str, dtype: str):
+    """``auto`` device: cuda, else mps, else cpu; ``auto`` dtype: float16 on cuda, float32 elsewhere."""
+    import torch
+
+    if device == "auto":
+        mps = getattr(torch.backends, "mps", None)
+        device = "cuda" if torch.cuda.is_available() else "mps" if mps is not None and mps.is_available() else "cpu"
+    if dtype == "auto":
+        dtype = "float16" if str(device).startswith("cuda") else "float32"
+    return device, getattr(torch, dtype)
 
 
 def _parse_exports(text: str):
@@ -124,7 +138,7 @@ def run_stylize(args) -> int:
     if existing and not args.overwrite:
         print(f"error: {existing[0]} exists (use --overwrite)", file=sys.stderr)
         return 1
-    dtype = getattr(torch, args.dtype)
+    device, dtype = device_and_dtype(args.device, args.dtype)
     kwargs = dict(
         num_inference_steps=args.steps, negative_prompt=args.negative_prompt, num_images_per_prompt=args.num_images,
         processing_resolution=args.resolution, percentile=args.percentile, gamma=args.gamma, invert=args.invert,
@@ -140,11 +154,11 @@ def run_stylize(args) -> int:
         if args.mask:
             kwargs["background_mask"] = torch.from_numpy(_load_mask(args.mask))
         pipe = load_pipeline(args.method, args.base, args.depth_model, args.control_model, dtype=dtype,
-                             device=None if args.cpu_offload else args.device, single_file_config=args.single_file_config)
+                             device=None if args.cpu_offload else device, single_file_config=args.single_file_config)
         configure_memory(pipe, args.cpu_offload, args.attention_slicing, args.vae_tiling)
         result = pipeline(args.image, args.prompt, method=args.method, base=args.base, depth_model=args.depth_model,
                           control_model=args.control_model, seed=args.seed, dtype=dtype,
-                          device=None if args.cpu_offload else args.device, single_file_config=args.single_file_config,
+                          device=None if args.cpu_offload else device, single_file_config=args.single_file_config,
                           scheduler=args.scheduler, **kwargs)
     except (ValueError, FileNotFoundError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -172,7 +186,6 @@ def run_stylize(args) -> int:
 
 def run_rgbd(args) -> int:
     import numpy as np
-    import torch
 
     from midas_diffusion.rgbd import export_side_by_side
     from midas_diffusion.writers import atomic_path, write_png16
@@ -189,7 +202,8 @@ def run_rgbd(args) -> int:
         print("error: prompt must not be empty", file=sys.stderr)
         return 1
     try:
-        pipe = load_rgbd_pipeline(args.base, dtype=getattr(torch, args.dtype), device=args.device)
+        device, dtype = device_and_dtype(args.device, args.dtype)
+        pipe = load_rgbd_pipeline(args.base, dtype=dtype, device=device)
         result = pipe(args.prompt, height=args.height, width=args.width, num_inference_steps=args.steps,
                       guidance_scale=args.guidance, negative_prompt=args.negative_prompt, seed=args.seed, output_type="np")
         rgb, depth = result.rgb[0], result.depth[0]

@@ -113,3 +113,17 @@ def test_stylize_on_a_single_file_base(tmp_path):
         clear_cache()
     assert rc == 0 and Image.open(out).size == (60, 40)
     assert json.loads(out.with_suffix(".json").read_text())["base"] == str(tmp_path / "my_sd15.safetensors")
+
+
+def test_auto_device_and_dtype(monkeypatch):
+    import torch
+
+    from pipelines.cli import device_and_dtype
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert device_and_dtype("auto", "auto") == ("cpu", torch.float32)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert device_and_dtype("auto", "auto") == ("cuda", torch.float16)
+    assert device_and_dtype("auto", "bfloat16") == ("cuda", torch.bfloat16)
+    assert device_and_dtype("cpu", "auto") == ("cpu", torch.float32)
