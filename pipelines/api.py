@@ -61,16 +61,24 @@ SCHEDULERS = {
 
 
 def set_scheduler(pipe, name: Optional[str]):
-    """Swap the pipeline's scheduler for ``name`` (one of ``SCHEDULERS``), keeping its config."""
+    """Swap the pipeline's scheduler for ``name``, keeping its config; ``None`` restores the one the
+    pipeline was loaded with. ``name``: a key of ``SCHEDULERS`` or a diffusers scheduler class name
+    (as ``settings["scheduler"]`` records it)."""
     if name is None:
+        if getattr(pipe, "_loaded_scheduler", None) is not None:
+            pipe.scheduler = pipe._loaded_scheduler
         return pipe
-    if name not in SCHEDULERS:
-        raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}")
     import diffusers
 
-    cls = getattr(diffusers, SCHEDULERS[name])
+    class_name = SCHEDULERS.get(name, name)
+    cls = getattr(diffusers, class_name, None) if class_name.endswith("Scheduler") else None
+    if cls is None or not issubclass(cls, diffusers.SchedulerMixin):
+        raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)} "
+                         "or a diffusers scheduler class name")
+    if getattr(pipe, "_loaded_scheduler", None) is None:
+        pipe._loaded_scheduler = pipe.scheduler
     if type(pipe.scheduler) is not cls:
-        pipe.scheduler = cls.from_config(pipe.scheduler.config)
+        pipe.scheduler = cls.from_config(pipe._loaded_scheduler.config)
     return pipe
 
 
@@ -280,6 +288,10 @@ def clear_cache() -> None:
     _LOADED.clear()
 
 
+# keys of ``MidasPipelineOutput.settings`` that describe a run but are not arguments
+RECORD_ONLY = ("depth_model_name",)
+
+
 def pipeline(
     image: Any,
     prompt: str,
@@ -298,8 +310,11 @@ def pipeline(
     """Restyle ``image`` with ``prompt`` keeping its depth, in one call.
 
     Loads (and caches) what it needs, estimates depth (cached per image and settings), runs the
-    method, and returns ``MidasPipelineOutput(images, disparity, settings)``; ``settings`` holds
-    the seed (drawn at random when not given) and everything else needed to reproduce the result.
+    method, and returns ``MidasPipelineOutput(images, disparity, settings)``. ``settings`` holds
+    the seed (drawn at random when not given) and the other arguments, so that
+    ``pipeline(image, **out.settings)`` reproduces the result: ``depth_model`` / ``control_model``
+    are the arguments as given (None: the base's own, else the method's default), and
+    ``depth_model_name`` names the model that made the depth. A ``background_mask`` is not recorded.
     Keyword arguments go to the pipeline (``num_inference_steps``, ``guidance_scale``,
     ``negative_prompt``, ``strength``, ``processing_resolution``, ``percentile``, ``gamma``,
     ``invert``, ``background_mask``, ...).
@@ -311,9 +326,16 @@ def pipeline(
     set_scheduler(pipe, scheduler)
     if seed is None and kwargs.get("generator") is None:
         seed = random.SystemRandom().randrange(2**31)
+    for informational in RECORD_ONLY:  # settings of an earlier result may be passed back whole
+        kwargs.pop(informational, None)
     out = pipe(prompt, image=image, seed=seed, **kwargs)
-    out.settings.update(method=method, base=str(base or get_method(method).default_base),
-                        control_model=str(control_model or get_method(method).default_control or ""))
+    out.settings.update(
+        method=method, base=str(base or get_method(method).default_base),
+        single_file_config=None if single_file_config is None else str(single_file_config),
+        depth_model=depth_model if depth_model is None or isinstance(depth_model, str) else depth_model.model_name,
+        depth_model_name=pipe.depth_estimator.model_name,
+        control_model=str(control_model) if isinstance(control_model, (str, os.PathLike)) else None,
+    )
     return out
 
 

@@ -67,6 +67,11 @@ class MidasDepthMixin(ReproducibleLoadingMixin):
             raise ValueError(f"num_inference_steps must be an integer >= 1, got {num_inference_steps!r}")
         if strength is not None and not 0 <= strength <= 1:
             raise ValueError(f"strength must be in [0, 1], got {strength!r}")
+        if strength is not None and num_inference_steps is not None and int(num_inference_steps * strength) < 1:
+            raise ValueError(
+                f"strength={strength!r} with num_inference_steps={num_inference_steps} leaves no denoising step "
+                "(diffusers runs int(steps * strength)): raise strength or num_inference_steps"
+            )
         if guidance_scale is not None and guidance_scale < 0:
             raise ValueError(f"guidance_scale must be >= 0, got {guidance_scale!r}")
         if num_images_per_prompt is not None and num_images_per_prompt < 1:

@@ -133,6 +133,8 @@ def test_repeated_prompts_run_the_depth_model_once(controlnet):
     [
         (dict(strength=1.5), "strength"),
         (dict(strength=-0.1), "strength"),
+        (dict(strength=0.0), "strength=0.0 with num_inference_steps=2 leaves no denoising step"),
+        (dict(strength=0.4), "strength=0.4 with num_inference_steps=2 leaves no denoising step"),
         (dict(num_inference_steps=0), "num_inference_steps"),
         (dict(depth_map=torch.rand(1, 1, 10, 10)), "depth_map"),
         (dict(depth_map=torch.full((1, 1, 48, 80), 0.5)), "depth_map"),
@@ -285,6 +287,31 @@ def test_pipeline_entry_point_loads_once_and_records_settings(controlnet, tmp_pa
     c = pipeline(_photo(), PROMPT, **kwargs)
     assert isinstance(c.settings["seed"], int)
     clear_cache()
+
+
+@pytest.mark.parametrize("which", ["controlnet", "depth2img"])
+def test_settings_reproduce_the_result(which, depth2img, controlnet, tmp_path):
+    """``pipeline(image, **out.settings)`` gives the same images; the components of the base folder
+    are recorded as such (None), not as the method's defaults; a scheduler choice does not stick."""
+    pipe = depth2img[1] if which == "depth2img" else controlnet[2]
+    pipe.save_pretrained(tmp_path / "base")
+    clear_cache()
+    try:
+        out = pipeline(_photo(), PROMPT, method=which, base=tmp_path / "base", num_inference_steps=2, output_type="np",
+                       scheduler="euler", percentile=(2, 98), gamma=0.7, negative_prompt="blurry")
+        settings = out.settings
+        assert settings["depth_model"] is None and settings["control_model"] is None
+        assert settings["depth_model_name"] == pipe.depth_estimator.model_name
+        assert settings["scheduler"] == "EulerDiscreteScheduler" and isinstance(settings["seed"], int)
+        again = pipeline(_photo(), **settings, output_type="np")
+        np.testing.assert_array_equal(again.images, out.images)
+        default = pipeline(_photo(), PROMPT, method=which, base=tmp_path / "base", num_inference_steps=2,
+                           output_type="np")
+        assert default.settings["scheduler"] == "DDIMScheduler"  # the base's own again
+        with pytest.raises(ValueError, match="unknown scheduler 'Nope'"):
+            pipeline(_photo(), PROMPT, method=which, base=tmp_path / "base", scheduler="Nope")
+    finally:
+        clear_cache()
 
 
 # SDXL methods --------------------------------------------------------------------------------------
