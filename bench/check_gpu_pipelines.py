@@ -39,15 +39,15 @@ def single_file_checks():
     import tempfile
 
     import diffusers
-    from ldm_checkpoint import save_ldm_checkpoint
+    from ldm_checkpoint import save_config_folder, save_ldm_checkpoint
 
     photo = (np.random.default_rng(0).random((64, 96, 3)) * 255).astype(np.uint8)
     comp, cn, est = sd15_components(), tiny_controlnet(), tiny_depth_estimator()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         save_ldm_checkpoint(tmp / "sd15.safetensors", comp["unet"], comp["vae"], comp["text_encoder"])
-        diffusers.StableDiffusionPipeline(**comp, safety_checker=None, feature_extractor=None,
-                                          requires_safety_checker=False).save_pretrained(tmp / "config")
+        save_config_folder(tmp / "config", diffusers.StableDiffusionPipeline, comp, safety_checker=None,
+                           feature_extractor=None, requires_safety_checker=False)
         MidasControlNetPipeline(**comp, controlnet=cn, depth_estimator=est).save_pretrained(tmp / "folder")
         for dtype in (torch.float16, torch.bfloat16):
             outs = []

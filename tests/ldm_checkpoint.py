@@ -153,3 +153,12 @@ def save_ldm_checkpoint(path, unet, vae, text_encoder, text_encoder_2=None) -> N
         state.update(text_encoder_to_ldm(text_encoder.state_dict(), SDXL_TEXT_PREFIX))
         state.update(open_clip_to_ldm(text_encoder_2.state_dict()))
     save_file({k: v.detach().contiguous().clone() for k, v in state.items()}, str(path))
+
+
+def save_config_folder(path, pipeline_class, components, **nulls):
+    """A base's diffusers folder with its configs and tokenizers only (as ``single_file_config``
+    needs it): ``pipeline_class(**components, **nulls)`` saved, then its weights deleted."""
+    pipeline_class(**components, **nulls).save_pretrained(path)
+    for weights in path.rglob("*.safetensors"):
+        weights.unlink()
+    return path

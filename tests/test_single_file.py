@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from ldm_checkpoint import save_ldm_checkpoint
+from ldm_checkpoint import save_config_folder, save_ldm_checkpoint
 from tiny_sd import sd15_components, tiny_controlnet, tiny_depth_estimator
 
 diffusers = pytest.importorskip("diffusers")
@@ -21,14 +21,6 @@ def _photo(h=48, w=80):
     rng = np.random.default_rng(1)
     ramp = np.linspace(0, 255, w)[None, :, None] * np.ones((h, 1, 3))
     return np.clip(ramp + rng.normal(0, 25, (h, w, 3)), 0, 255).astype(np.uint8)
-
-
-def _config_folder(path, upstream_class, comp, **nulls):
-    """A base's diffusers folder with its configs and tokenizer only: the weights come from the file."""
-    upstream_class(**comp, **nulls).save_pretrained(path)
-    for weights in path.rglob("*.safetensors"):
-        weights.unlink()
-    return path
 
 
 def _base_file(path, comp, fmt):
@@ -46,7 +38,7 @@ def _base_file(path, comp, fmt):
 def sd15(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("sd15")
     comp = sd15_components()
-    config = _config_folder(tmp / "sd15-config", diffusers.StableDiffusionPipeline, comp, safety_checker=None,
+    config = save_config_folder(tmp / "sd15-config", diffusers.StableDiffusionPipeline, comp, safety_checker=None,
                             feature_extractor=None, requires_safety_checker=False)
     return comp, config, tmp
 
@@ -78,7 +70,7 @@ def test_controlnet_on_a_single_file_base_equals_the_same_components(sd15, fmt):
 
 def test_depth2img_on_a_single_file_base(tmp_path):
     comp = sd15_components(in_channels=5)
-    config = _config_folder(tmp_path / "sd2-depth-config", diffusers.StableDiffusionDepth2ImgPipeline, comp,
+    config = save_config_folder(tmp_path / "sd2-depth-config", diffusers.StableDiffusionDepth2ImgPipeline, comp,
                             depth_estimator=None, feature_extractor=None)
     base = _base_file(tmp_path / "512-depth-ema.safetensors", comp, "safetensors")
     est = tiny_depth_estimator()
@@ -109,7 +101,7 @@ def test_single_file_errors_name_the_file_or_folder(sd15, tmp_path, monkeypatch)
     # an SD 1.5 file read with an SD 2 depth config: the 4-channel UNet does not fit
     depth_config = tmp_path / "depth-config"
     depth_comp = sd15_components(in_channels=5)
-    _config_folder(depth_config, diffusers.StableDiffusionDepth2ImgPipeline, depth_comp, depth_estimator=None,
+    save_config_folder(depth_config, diffusers.StableDiffusionDepth2ImgPipeline, depth_comp, depth_estimator=None,
                    feature_extractor=None)
     with pytest.raises(ValueError, match=r"cannot load single-file base '.*sd15.safetensors' for depth2img"):
         load_pipeline("depth2img", base, depth_model=kwargs["depth_model"], single_file_config=depth_config,
@@ -129,7 +121,7 @@ def test_sdxl_adapter_on_a_single_file_base(tmp_path):
     comp = dict(vae=tiny_vae(), text_encoder=tiny_text_encoder(), text_encoder_2=tiny_text_encoder(projection=True, hidden=48),
                 tokenizer=tiny_tokenizer(), tokenizer_2=tiny_tokenizer(), unet=tiny_unet(sdxl=True, cross_attention_dim=80),
                 scheduler=tiny_scheduler())
-    config = _config_folder(tmp_path / "sdxl-config", diffusers.StableDiffusionXLPipeline, comp)
+    config = save_config_folder(tmp_path / "sdxl-config", diffusers.StableDiffusionXLPipeline, comp)
     base = tmp_path / "sdxl_finetune.safetensors"
     save_ldm_checkpoint(base, comp["unet"], comp["vae"], comp["text_encoder"], comp["text_encoder_2"])
     torch.manual_seed(0)

@@ -87,16 +87,14 @@ def test_stylize_on_a_single_file_base(tmp_path):
     """The A1111/ComfyUI setup: a base file, a configs-only folder, a depth model and ControlNet on disk."""
     import diffusers
 
-    from ldm_checkpoint import save_ldm_checkpoint
+    from ldm_checkpoint import save_config_folder, save_ldm_checkpoint
     from midas_diffusion import DepthEstimator
     from reference import recipe_init_
 
     comp = sd15_components()
     save_ldm_checkpoint(tmp_path / "my_sd15.safetensors", comp["unet"], comp["vae"], comp["text_encoder"])
-    diffusers.StableDiffusionPipeline(**comp, safety_checker=None, feature_extractor=None,
-                                      requires_safety_checker=False).save_pretrained(tmp_path / "config")
-    for weights in (tmp_path / "config").rglob("*.safetensors"):
-        weights.unlink()
+    save_config_folder(tmp_path / "config", diffusers.StableDiffusionPipeline, comp, safety_checker=None,
+                       feature_extractor=None, requires_safety_checker=False)
     tiny_controlnet().save_pretrained(tmp_path / "controlnet")
     est = DepthEstimator.from_pretrained("midas_v21_small_256", reduced=True)
     recipe_init_(est.model)

@@ -232,7 +232,7 @@ def test_stylize_node_takes_a_checkpoint_from_comfyuis_models_folder(tmp_path, d
     control model folder; the node's result equals the same components loaded as diffusers folders."""
     import types
 
-    from ldm_checkpoint import save_ldm_checkpoint
+    from ldm_checkpoint import save_config_folder, save_ldm_checkpoint
     from tiny_sd import sd15_components, tiny_controlnet
 
     from pipelines import MidasControlNetPipeline, clear_cache
@@ -241,8 +241,8 @@ def test_stylize_node_takes_a_checkpoint_from_comfyuis_models_folder(tmp_path, d
     checkpoints = tmp_path / "models" / "checkpoints"
     checkpoints.mkdir(parents=True)
     save_ldm_checkpoint(checkpoints / "my_sd15.safetensors", comp["unet"], comp["vae"], comp["text_encoder"])
-    diffusers.StableDiffusionPipeline(**comp, safety_checker=None, feature_extractor=None,
-                                      requires_safety_checker=False).save_pretrained(tmp_path / "sd15-config")
+    save_config_folder(tmp_path / "sd15-config", diffusers.StableDiffusionPipeline, comp, safety_checker=None,
+                       feature_extractor=None, requires_safety_checker=False)
     tiny_controlnet().save_pretrained(tmp_path / "depth-controlnet")
     folder = MidasControlNetPipeline(**comp, controlnet=tiny_controlnet(), depth_estimator=comfyui._depth_component(depth_model))
     folder.save_pretrained(tmp_path / "as-folder")
