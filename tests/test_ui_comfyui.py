@@ -203,6 +203,9 @@ def test_stylize_node_returns_images_and_conditioning(tiny_controlnet_base, dept
     torch.testing.assert_close(mask2[0], reference)
     with pytest.raises(ValueError, match="method"):
         _call(cls, **links, method="nope")
+    # Load Image's placeholder mask (64x64 zeros, for an image without alpha) means "no mask"
+    placeholder, _ = _call(cls, **links, steps=1, subject_mask=torch.zeros(1, 64, 64))
+    torch.testing.assert_close(placeholder, image)
     clear_cache()
 
 

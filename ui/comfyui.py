@@ -123,7 +123,10 @@ class MidasDepthStylize:
                          **_inputs("prompt", "method", "base", "negative_prompt", "steps", "guidance", "strength",
                                    "seed", "resolution", "percentile_low", "percentile_high", "gamma", "invert",
                                    "device", "dtype")},
-            "optional": {"depth_model": (MODEL_TYPE,), "subject_mask": ("MASK",),
+            "optional": {"depth_model": (MODEL_TYPE,),
+                         "subject_mask": ("MASK", {"tooltip": "1 = subject, kept; the rest is flattened by the "
+                                                   "background weight. Load Image's mask marks transparent areas: "
+                                                   "invert it for a cut-out. An empty mask is ignored."}),
                          **_inputs("background_weight", "single_file_config", "control_model")},
         }
 
@@ -153,6 +156,8 @@ class MidasDepthStylize:
             mask = None
             if subject_mask is not None:
                 mask = subject_mask[min(i, subject_mask.shape[0] - 1)] if subject_mask.ndim == 3 else subject_mask
+                if not mask.any():  # e.g. Load Image's 64x64 placeholder for an image without alpha
+                    mask = None
             out = pipeline(frame[..., :3].permute(2, 0, 1)[None].float().cpu(), prompt, seed=int(seed) + i,
                            background_mask=mask, **common, **kwargs)
             images.append(torch.from_numpy(out.images[0]).float())
