@@ -200,6 +200,20 @@ def _as_parent_image(original: Any, batch: torch.Tensor, unchanged: bool) -> Any
     return batch
 
 
+PROMPT_ARGUMENTS = ("negative_prompt", "prompt_2", "negative_prompt_2")
+
+
+def prompts_for_images(prompt: Any, count: int, kwargs: Dict[str, Any]) -> Any:
+    """One prompt for a batch of ``count`` photos becomes the prompt of each, as diffusers wants;
+    string ``negative_prompt`` / ``prompt_2`` / ``negative_prompt_2`` in ``kwargs`` follow (in place)."""
+    if not isinstance(prompt, str) or count < 2:
+        return prompt
+    for name in PROMPT_ARGUMENTS:
+        if isinstance(kwargs.get(name), str):
+            kwargs[name] = [kwargs[name]] * count
+    return [prompt] * count
+
+
 def generator_for(seed: Optional[int], generator: Any) -> Tuple[Any, Optional[int]]:
     """``seed`` -> a CPU generator (reproducible on any device); a given ``generator`` wins."""
     if generator is not None:
@@ -261,8 +275,10 @@ class MidasControlMixin(MidasDepthMixin):
             kwargs["guidance_scale"] = guidance_scale
         height, width = prepared.work_size
         control = control_image(prepared.work_disparity)
+        negative_prompt = kwargs.get("negative_prompt")  # as given, for the record
+        prompts = prompts_for_images(prompt, control.shape[0], kwargs)
         result = super().__call__(
-            prompt=prompt,
+            prompt=prompts,
             height=height,
             width=width,
             num_inference_steps=num_inference_steps,
@@ -275,6 +291,6 @@ class MidasControlMixin(MidasDepthMixin):
         )
         record = dict(method=self.method_name, prompt=prompt, seed=seed, num_inference_steps=num_inference_steps,
                       guidance_scale=guidance_scale, num_images_per_prompt=num_images_per_prompt,
-                      negative_prompt=kwargs.get("negative_prompt"))
+                      negative_prompt=negative_prompt)
         return self.finish_midas_call(result.images, prepared, settings, rgbd=rgbd, output_type=output_type,
                                       return_dict=return_dict, record=record)

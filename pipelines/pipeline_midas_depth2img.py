@@ -17,7 +17,7 @@ from transformers import CLIPTextModel, CLIPTokenizer
 
 from .components import MidasDepthEstimator
 from .conditioning import depth2img_depth_map
-from .depth_conditioning import MidasDepthMixin
+from .depth_conditioning import MidasDepthMixin, prompts_for_images
 
 
 class MidasDepth2ImgPipeline(MidasDepthMixin, StableDiffusionDepth2ImgPipeline, FromSingleFileMixin):
@@ -84,8 +84,10 @@ class MidasDepth2ImgPipeline(MidasDepthMixin, StableDiffusionDepth2ImgPipeline, 
             background_mask=background_mask, background_weight=background_weight, seed=seed, generator=generator,
             keep_image=True)
         parent_image, depth = _one_per_prompt(prompt, prepared.image, depth2img_depth_map(prepared.work_disparity))
+        negative_prompt = kwargs.get("negative_prompt")  # as given, for the record
+        prompts = prompts_for_images(prompt, depth.shape[0], kwargs)
         result = super().__call__(
-            prompt=prompt,
+            prompt=prompts,
             image=parent_image,
             depth_map=depth,
             strength=strength,
@@ -99,7 +101,7 @@ class MidasDepth2ImgPipeline(MidasDepthMixin, StableDiffusionDepth2ImgPipeline, 
         )
         record = dict(method="depth2img", prompt=prompt, seed=seed, strength=strength,
                       num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
-                      num_images_per_prompt=num_images_per_prompt, negative_prompt=kwargs.get("negative_prompt"))
+                      num_images_per_prompt=num_images_per_prompt, negative_prompt=negative_prompt)
         return self.finish_midas_call(result.images, prepared, settings, rgbd=rgbd, output_type=output_type,
                                       return_dict=return_dict, record=record)
 

@@ -314,6 +314,17 @@ def test_settings_reproduce_the_result(which, depth2img, controlnet, tmp_path):
         clear_cache()
 
 
+def test_one_prompt_for_a_batch_of_photos(controlnet, depth2img):
+    """A list of photos with one prompt (and one negative prompt): each photo is restyled."""
+    for pipe in (controlnet[2], depth2img[1]):
+        photos = [_photo(seed=4), _photo(seed=5)]
+        out = pipe(PROMPT, image=photos, negative_prompt="blurry", num_inference_steps=2, seed=0, output_type="np")
+        assert out.images.shape == (2, 48, 80, 3) and out.disparity.shape == (2, 1, 48, 80)
+        assert out.settings["prompt"] == PROMPT and out.settings["negative_prompt"] == "blurry"
+        four = pipe(PROMPT, image=photos, num_inference_steps=2, seed=0, output_type="np", num_images_per_prompt=2)
+        assert four.images.shape == (4, 48, 80, 3)
+
+
 # SDXL methods --------------------------------------------------------------------------------------
 
 def _sdxl_components():
