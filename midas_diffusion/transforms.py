@@ -67,13 +67,13 @@ def with_resolution(config: PreprocessConfig, resolution: Optional[int] = None, 
     """
     if resolution is not None:
         if resolution < config.min_side:
-            raise ValueError(f"processing resolution must be at least {config.min_side}, got {resolution}")
+            raise ValueError(f"processing_resolution must be at least {config.min_side}, got {resolution}")
         m = config.ensure_multiple_of
         resolution = _to_multiple(resolution, m)
         if config.fixed_size and (resolution, resolution) != tuple(config.net_size):
             raise ValueError(
-                f"this model only runs at {config.net_size[0]}x{config.net_size[1]}; "
-                f"processing resolution {resolution} is not possible"
+                f"processing_resolution={resolution} is not possible: this model only runs at "
+                f"{config.net_size[0]}x{config.net_size[1]} (leave the resolution unset)"
             )
         config = replace(config, net_size=(resolution, resolution))
     if square is not None and not config.fixed_size:
