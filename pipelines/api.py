@@ -103,6 +103,24 @@ def dtype_kwargs(dtype: Optional[torch.dtype]) -> Dict[str, Any]:
     return {"dtype" if hasattr(deprecation_utils, "_resolve_dtype") else "torch_dtype": dtype}
 
 
+def check_device(device: Optional[Union[str, torch.device]]) -> None:
+    """A ``ValueError`` for a device that is misspelled or not present, before anything is loaded."""
+    if device is None:
+        return
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {device!r}; use e.g. 'cpu', 'cuda', 'cuda:1' or 'mps'") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (dev.index is not None and dev.index >= count):
+            raise ValueError(f"device {str(device)!r} is not available here ({count} CUDA device(s) found); use 'cpu'")
+    if dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ValueError(f"device {str(device)!r} is not available here; use 'cpu'")
+
+
 def _local_only(local_files_only: Optional[bool]) -> bool:
     return local_files_only if local_files_only is not None else os.environ.get("HF_HUB_OFFLINE") == "1"
 
@@ -239,6 +257,7 @@ def load_pipeline(
     folder's own, else the method's default.
     """
     spec = get_method(method)
+    check_device(device)
     base = os.path.expanduser(str(base)) if base is not None else spec.default_base
     if single_file_config is not None:
         single_file_config = os.path.expanduser(str(single_file_config))
@@ -353,6 +372,7 @@ def load_rgbd_pipeline(base: Optional[Union[str, os.PathLike]] = None, *, dtype:
     if key in _LOADED:
         return _LOADED[key]
     local_only = _local_only(local_files_only)
+    check_device(device)
     _check_base(base, local_only)
     try:
         pipe = MidasLDM3DPipeline.from_pretrained(base, **dtype_kwargs(dtype), local_files_only=local_only,

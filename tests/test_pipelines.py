@@ -183,6 +183,12 @@ def test_a_bad_base_fails_before_any_model_loads(tmp_path, monkeypatch):
             pipeline(_photo(), PROMPT, method="controlnet", base=base)  # default depth model: no weights here
     with pytest.raises(ValueError, match="stable-diffusion-v1-5/stable-diffusion-v1-5' is not in the Hugging Face cache"):
         pipeline(_photo(), PROMPT)  # the default base, offline and not cached
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    for device, message in (("cudaa", "unknown device 'cudaa'"), ("cuda", "device 'cuda' is not available here"),
+                            ("mps", "device 'mps' is not available here")):
+        with pytest.raises(ValueError, match=message):
+            pipeline(_photo(), PROMPT, method="controlnet", base="nope", device=device)  # before the base, too
 
 
 # 5. background mask -------------------------------------------------------------------------------
