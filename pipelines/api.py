@@ -115,10 +115,13 @@ def check_device(device: Optional[Union[str, torch.device]]) -> None:
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0 or (dev.index is not None and dev.index >= count):
             raise ValueError(f"device {str(device)!r} is not available here ({count} CUDA device(s) found); use 'cpu'")
-    if dev.type == "mps":
-        mps = getattr(torch.backends, "mps", None)
-        if mps is None or not mps.is_available():
-            raise ValueError(f"device {str(device)!r} is not available here; use 'cpu'")
+    if dev.type == "mps" and not mps_available():
+        raise ValueError(f"device {str(device)!r} is not available here; use 'cpu'")
+
+
+def mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return mps is not None and mps.is_available()
 
 
 def _local_only(local_files_only: Optional[bool]) -> bool:
@@ -136,14 +139,20 @@ def _check_base(base: str, local_only: bool = False) -> None:
         raise ValueError(f"base {base!r} is a file but not a .safetensors/.ckpt checkpoint")
     if "/" not in base or base.startswith((".", "/", "~")) or base.count("/") > 1:
         raise ValueError(f"unknown base {base!r}: not a local folder, file or hub id")
-    if local_only:
-        from huggingface_hub import try_to_load_from_cache
+    if local_only and _cached_folder(base) is None:
+        raise ValueError(
+            f"base {base!r} is not in the Hugging Face cache and nothing may be fetched "
+            "(HF_HUB_OFFLINE=1 or local_files_only=True): download it once, or pass a local folder"
+        )
 
-        if not isinstance(try_to_load_from_cache(base, "model_index.json"), str):
-            raise ValueError(
-                f"base {base!r} is not in the Hugging Face cache and nothing may be fetched "
-                "(HF_HUB_OFFLINE=1 or local_files_only=True): download it once, or pass a local folder"
-            )
+
+def _cached_folder(repo_id: str) -> Optional[str]:
+    """The cached snapshot folder of the pipeline ``repo_id`` (its ``model_index.json``), or None;
+    only the Hugging Face cache is read."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo_id, "model_index.json")
+    return os.path.dirname(found) if isinstance(found, str) else None
 
 
 def _single_file_config(base: str, method: str, config: Optional[Union[str, os.PathLike]]) -> str:
@@ -190,10 +199,7 @@ def cached_base_config(method: str) -> Optional[str]:
     It describes single-file checkpoints of that family when no ``single_file_config`` is given;
     only the cache is read, nothing is fetched.
     """
-    from huggingface_hub import try_to_load_from_cache
-
-    found = try_to_load_from_cache(get_method(method).default_base, "model_index.json")
-    return os.path.dirname(found) if isinstance(found, str) else None
+    return _cached_folder(get_method(method).default_base)
 
 
 def _load_error(base: str, what: str, exc: Exception) -> ValueError:

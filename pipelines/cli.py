@@ -38,9 +38,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--invert", action="store_true")
     p.add_argument("--mask", default=None, help="subject mask image (white = subject; alpha used if present)")
     p.add_argument("--background-weight", type=float, default=0.0)
-    p.add_argument("--device", default="auto", help="auto = cuda, else mps, else cpu")
-    p.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"], default="auto",
-                   help="auto = float16 on cuda, float32 elsewhere (depth always runs in float32)")
+    _add_device_arguments(p)
     p.add_argument("--cpu-offload", action="store_true")
     p.add_argument("--attention-slicing", action="store_true")
     p.add_argument("--vae-tiling", action="store_true")
@@ -62,22 +60,27 @@ def add_parsers(sub) -> None:
     r.add_argument("--steps", type=int, default=49)
     r.add_argument("--guidance", type=float, default=5.0)
     r.add_argument("--seed", type=int, default=None)
-    r.add_argument("--device", default="auto", help="auto = cuda, else mps, else cpu")
-    r.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"], default="auto",
-                   help="auto = float16 on cuda, float32 elsewhere (depth always runs in float32)")
+    _add_device_arguments(r)
     r.add_argument("--export", type=_parse_exports, default=[], help="comma list of ply, glb")
     _add_geometry_arguments(r)
     r.add_argument("--overwrite", action="store_true")
     r.set_defaults(func=run_rgbd)
 
 
+def _add_device_arguments(p) -> None:
+    p.add_argument("--device", default="auto", help="auto = cuda, else mps, else cpu")
+    p.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"], default="auto",
+                   help="auto = float16 on cuda, float32 elsewhere (depth always runs in float32)")
+
+
 def device_and_dtype(device: str, dtype: str):
     """``auto`` device: cuda, else mps, else cpu; ``auto`` dtype: float16 on cuda, float32 elsewhere."""
     import torch
 
+    from .api import mps_available
+
     if device == "auto":
-        mps = getattr(torch.backends, "mps", None)
-        device = "cuda" if torch.cuda.is_available() else "mps" if mps is not None and mps.is_available() else "cpu"
+        device = "cuda" if torch.cuda.is_available() else "mps" if mps_available() else "cpu"
     if dtype == "auto":
         dtype = "float16" if str(device).startswith("cuda") else "float32"
     return device, getattr(torch, dtype)

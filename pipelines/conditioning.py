@@ -29,12 +29,15 @@ def check_disparity(disparity: Any, height: Optional[int] = None, width: Optiona
     return disparity
 
 
-def check_mask(mask: Any, height: int, width: int, batch: Optional[int] = None) -> torch.Tensor:
-    """A ``background_mask`` (1 = subject) as (B,1,H,W) float32 in [0,1] at the image's size.
+def check_background(mask: Any, weight: float, height: int, width: int, batch: Optional[int] = None) -> torch.Tensor:
+    """A ``background_mask`` (1 = subject) as (B,1,H,W) float32 in [0,1] at the image's size, and
+    its ``background_weight`` in [0, 1]; what ``apply_background`` takes.
 
     A mask of another size with the same aspect ratio (within 1%) is resized; any other size, or a
     batch that is neither 1 nor the images', is a ``ValueError`` naming ``background_mask``.
     """
+    if not 0 <= weight <= 1:
+        raise ValueError(f"background_weight must be in [0, 1], got {weight}")
     mask = to_map_tensor(mask, "background_mask")
     if batch is not None and mask.shape[0] not in (1, batch):
         raise ValueError(f"background_mask holds {mask.shape[0]} masks for {batch} images")
@@ -47,19 +50,17 @@ def check_mask(mask: Any, height: int, width: int, batch: Optional[int] = None) 
 
 
 def apply_background(
-    disparity: torch.Tensor, mask: Optional[Any], weight: float = 0.0, level: Optional[float] = None
+    disparity: torch.Tensor, mask: Optional[torch.Tensor], weight: float = 0.0, level: Optional[float] = None
 ) -> torch.Tensor:
     """Flatten (``weight=0``) or down-weight (``0<weight<1``) the disparity outside ``mask``.
 
-    ``mask`` (see ``check_mask``): 1 = subject, 0 = background. The background is pulled towards
-    ``level`` (default: the far end, 0) as ``level + weight * (d - level)``; inside the mask the
-    disparity is unchanged.
+    ``mask`` and ``weight`` as ``check_background`` returns and checks them: 1 = subject,
+    0 = background. The background is pulled towards ``level`` (default: the far end, 0) as
+    ``level + weight * (d - level)``; inside the mask the disparity is unchanged.
     """
     if mask is None:
         return disparity
-    if not 0 <= weight <= 1:
-        raise ValueError(f"background_weight must be in [0, 1], got {weight}")
-    mask = check_mask(mask, *disparity.shape[-2:], batch=disparity.shape[0]).to(disparity.device)
+    mask = mask.to(disparity.device)
     base = torch.zeros_like(disparity) if level is None else torch.full_like(disparity, float(level))
     background = base + weight * (disparity - base)
     return mask * disparity + (1 - mask) * background

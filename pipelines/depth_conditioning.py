@@ -19,7 +19,7 @@ from diffusers.utils import BaseOutput
 from midas_diffusion.images import to_rgb_tensors
 
 from .components import DepthSettings
-from .conditioning import apply_background, check_disparity, check_mask
+from .conditioning import apply_background, check_background, check_disparity
 from .loading import ReproducibleLoadingMixin
 
 
@@ -106,17 +106,17 @@ class MidasDepthMixin(ReproducibleLoadingMixin):
         rgb = to_rgb_tensors(image, max_pixels) if image is not None else None
         if rgb is not None and len({tuple(t.shape) for t in rgb}) > 1:
             raise ValueError("all images of one call must have the same size")
-        if background_mask is not None:  # checked before any depth is estimated
-            if not 0 <= background_weight <= 1:
-                raise ValueError(f"background_weight must be in [0, 1], got {background_weight}")
-            if rgb is not None:
-                background_mask = check_mask(background_mask, *rgb[0].shape[-2:], batch=len(rgb))
         if depth_map is not None:
             size = tuple(rgb[0].shape[-2:]) if rgb is not None else None
             disparity = check_disparity(depth_map, *(size or (None, None)))
+            size, batch = tuple(disparity.shape[-2:]), disparity.shape[0]
         else:
             if self.depth_estimator is None:
                 raise ValueError("this pipeline has no depth_estimator: pass depth_map=")
+            size, batch = tuple(rgb[0].shape[-2:]), len(rgb)
+        if background_mask is not None:  # checked before any depth is estimated
+            background_mask = check_background(background_mask, background_weight, *size, batch=batch)
+        if depth_map is None:
             disparity = torch.cat(self.depth_estimator.estimate(rgb, settings))
         disparity = apply_background(disparity, background_mask, background_weight)
         height, width = disparity.shape[-2:]
