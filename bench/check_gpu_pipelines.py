@@ -15,7 +15,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from tiny_sd import sd15_components, tiny_controlnet, tiny_depth_estimator  # noqa: E402
 
-from pipelines import MidasControlNetPipeline, MidasDepth2ImgPipeline, load_pipeline  # noqa: E402
+from midas_diffusion.pipelines import MidasControlNetPipeline, MidasDepth2ImgPipeline, load_pipeline  # noqa: E402
 
 
 def main():

@@ -80,12 +80,12 @@ class StageTimer:
 def run(config_name, components, controlnet, args, device, dtype):
     from diffusers import StableDiffusionControlNetPipeline
 
-    from pipelines import DepthSettings, MidasControlNetPipeline
+    from midas_diffusion.pipelines import DepthSettings, MidasControlNetPipeline
     from tiny_sd import tiny_depth_estimator
 
     depth = tiny_depth_estimator(args.depth_model) if args.reduced_depth else None
     if depth is None:
-        from pipelines import MidasDepthEstimator
+        from midas_diffusion.pipelines import MidasDepthEstimator
 
         depth = MidasDepthEstimator(model_name=args.depth_model)  # random weights, full size
     ours = MidasControlNetPipeline(**components, controlnet=controlnet, depth_estimator=depth).to(device, dtype)

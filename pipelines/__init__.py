@@ -1,6 +1,6 @@
 """Depth-conditioned Stable Diffusion pipelines fed by the midas_diffusion zoo.
 
->>> from pipelines import pipeline
+>>> from midas_diffusion.pipelines import pipeline
 >>> out = pipeline(photo, "a watercolor castle", method="controlnet", depth_model="dpt_swin2_tiny_256")  # doctest: +SKIP
 >>> out.images[0], out.disparity, out.settings["seed"]                                                   # doctest: +SKIP
 """

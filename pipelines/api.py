@@ -273,7 +273,7 @@ def load_pipeline(
            str(dtype), str(device), str(single_file_config))
     if cache and key in _LOADED:
         return _LOADED[key]
-    import pipelines as package
+    import midas_diffusion.pipelines as package
 
     cls: Type = getattr(package, spec.pipeline_class)
     path = Path(base)

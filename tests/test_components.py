@@ -7,8 +7,8 @@ import torch
 pytest.importorskip("diffusers")
 
 from midas_diffusion import list_models  # noqa: E402
-from pipelines import MidasDepthEstimator  # noqa: E402
-from pipelines.loading import ALIGNMENT, realign_weights  # noqa: E402
+from midas_diffusion.pipelines import MidasDepthEstimator  # noqa: E402
+from midas_diffusion.pipelines.loading import ALIGNMENT, realign_weights  # noqa: E402
 from reference import recipe_init_  # noqa: E402
 
 

@@ -19,8 +19,8 @@ gr = pytest.importorskip("gradio")
 gradio_client = pytest.importorskip("gradio_client")
 
 import midas_diffusion as md  # noqa: E402
-from pipelines import MidasControlNetPipeline, clear_cache  # noqa: E402
-from ui.gradio_app import AppConfig, build_app  # noqa: E402
+from midas_diffusion.pipelines import MidasControlNetPipeline, clear_cache  # noqa: E402
+from midas_diffusion.ui.gradio_app import AppConfig, build_app  # noqa: E402
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 MAX_PIXELS = 50_000

@@ -6,8 +6,8 @@ from tiny_sd import sd15_components, tiny_depth_estimator
 
 diffusers = pytest.importorskip("diffusers")
 
-from pipelines import MidasControlNetPipeline, MidasLDM3DPipeline  # noqa: E402
-from pipelines.pipeline_midas_ldm3d import pack_depth_6c, unpack_depth_6c  # noqa: E402
+from midas_diffusion.pipelines import MidasControlNetPipeline, MidasLDM3DPipeline  # noqa: E402
+from midas_diffusion.pipelines.pipeline_midas_ldm3d import pack_depth_6c, unpack_depth_6c  # noqa: E402
 
 
 def _ldm3d(channels):

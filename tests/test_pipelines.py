@@ -20,7 +20,7 @@ from tiny_sd import (
 
 diffusers = pytest.importorskip("diffusers")
 
-from pipelines import (  # noqa: E402
+from midas_diffusion.pipelines import (  # noqa: E402
     MidasControlNetPipeline,
     MidasControlNetUnionXLPipeline,
     MidasControlNetXLPipeline,

@@ -12,7 +12,7 @@ from tiny_sd import sd15_components, tiny_controlnet, tiny_depth_estimator
 
 diffusers = pytest.importorskip("diffusers")
 
-from pipelines import MidasControlNetPipeline, MidasDepth2ImgPipeline, clear_cache, load_pipeline, pipeline  # noqa: E402
+from midas_diffusion.pipelines import MidasControlNetPipeline, MidasDepth2ImgPipeline, clear_cache, load_pipeline, pipeline  # noqa: E402
 
 PROMPT = "a red brick house"
 
@@ -116,7 +116,7 @@ def test_sdxl_adapter_on_a_single_file_base(tmp_path):
     """
     from tiny_sd import tiny_scheduler, tiny_text_encoder, tiny_tokenizer, tiny_unet, tiny_vae
 
-    from pipelines import MidasT2IAdapterXLPipeline
+    from midas_diffusion.pipelines import MidasT2IAdapterXLPipeline
 
     comp = dict(vae=tiny_vae(), text_encoder=tiny_text_encoder(), text_encoder_2=tiny_text_encoder(projection=True, hidden=48),
                 tokenizer=tiny_tokenizer(), tokenizer_2=tiny_tokenizer(), unet=tiny_unet(sdxl=True, cross_attention_dim=80),

@@ -10,7 +10,7 @@ pytest.importorskip("diffusers")
 
 from midas_diffusion.cli import main  # noqa: E402
 from midas_diffusion.writers import read_png16  # noqa: E402
-from pipelines import MidasControlNetPipeline, clear_cache  # noqa: E402
+from midas_diffusion.pipelines import MidasControlNetPipeline, clear_cache  # noqa: E402
 
 
 @pytest.fixture()
@@ -63,7 +63,7 @@ def test_rgbd_command(tmp_path):
     import torch
 
     from tiny_sd import sd15_components
-    from pipelines import MidasLDM3DPipeline
+    from midas_diffusion.pipelines import MidasLDM3DPipeline
 
     torch.manual_seed(0)
     vae = __import__("diffusers").AutoencoderKL(block_out_channels=[32, 64], in_channels=4, out_channels=4,
@@ -116,7 +116,7 @@ def test_stylize_on_a_single_file_base(tmp_path):
 def test_auto_device_and_dtype(monkeypatch):
     import torch
 
-    from pipelines.cli import device_and_dtype
+    from midas_diffusion.pipelines.cli import device_and_dtype
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)

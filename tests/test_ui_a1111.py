@@ -14,8 +14,8 @@ import torch
 
 from midas_diffusion import DepthEstimator, list_models
 from reference import recipe_init_
-from ui import a1111
-from ui.params import get_spec
+from midas_diffusion.ui import a1111
+from midas_diffusion.ui.params import get_spec
 
 
 def _supported_preprocessor_module():

@@ -9,7 +9,7 @@ import torch
 
 from midas_diffusion import DepthEstimator
 from reference import recipe_init_
-from ui import comfyui, runtime
+from midas_diffusion.ui import comfyui, runtime
 
 B, H, W = 2, 48, 80
 
@@ -140,13 +140,13 @@ def test_missing_optional_dependency_disables_one_node(monkeypatch):
     assert "MidasExportRGBD" not in classes and set(comfyui.DISABLED) == {"MidasExportRGBD"}
     assert {"MidasLoadDepthModel", "MidasEstimateDepth", "MidasDepthStylize", "MidasLDM3DTextToRGBD"} <= set(classes)
     monkeypatch.undo()
-    import pipelines
+    import midas_diffusion.pipelines as pipelines
 
     monkeypatch.delattr(pipelines, "MidasLDM3DPipeline")
     classes, _ = comfyui.load_nodes()
     assert set(comfyui.DISABLED) == {"MidasLDM3DTextToRGBD"} and "MidasExportRGBD" in classes
     monkeypatch.undo()
-    for name in ("pipelines", "pipelines.api"):  # no diffusers: depth and export nodes still load
+    for name in ("midas_diffusion.pipelines", "midas_diffusion.pipelines.api"):  # no diffusers: depth and export nodes still load
         monkeypatch.setitem(sys.modules, name, None)
     classes, _ = comfyui.load_nodes()
     assert set(comfyui.DISABLED) == {"MidasDepthStylize", "MidasLDM3DTextToRGBD"}
@@ -176,7 +176,7 @@ diffusers = pytest.importorskip("diffusers")
 def tiny_controlnet_base(tmp_path_factory):
     from tiny_sd import sd15_components, tiny_controlnet, tiny_depth_estimator
 
-    from pipelines import MidasControlNetPipeline
+    from midas_diffusion.pipelines import MidasControlNetPipeline
 
     pipe = MidasControlNetPipeline(**sd15_components(), controlnet=tiny_controlnet(), depth_estimator=tiny_depth_estimator())
     folder = tmp_path_factory.mktemp("sd") / "controlnet"
@@ -185,7 +185,7 @@ def tiny_controlnet_base(tmp_path_factory):
 
 
 def test_stylize_node_returns_images_and_conditioning(tiny_controlnet_base, depth_model):
-    from pipelines import clear_cache
+    from midas_diffusion.pipelines import clear_cache
 
     clear_cache()
     frames = _frames()
@@ -212,7 +212,7 @@ def test_stylize_node_returns_images_and_conditioning(tiny_controlnet_base, dept
 def test_ldm3d_node_returns_rgb_and_depth(tmp_path):
     from tiny_sd import sd15_components
 
-    from pipelines import MidasLDM3DPipeline, clear_cache
+    from midas_diffusion.pipelines import MidasLDM3DPipeline, clear_cache
 
     torch.manual_seed(0)
     vae = diffusers.AutoencoderKL(block_out_channels=[32, 64], in_channels=4, out_channels=4,
@@ -238,7 +238,7 @@ def test_stylize_node_takes_a_checkpoint_from_comfyuis_models_folder(tmp_path, d
     from ldm_checkpoint import save_config_folder, save_ldm_checkpoint
     from tiny_sd import sd15_components, tiny_controlnet
 
-    from pipelines import MidasControlNetPipeline, clear_cache
+    from midas_diffusion.pipelines import MidasControlNetPipeline, clear_cache
 
     comp = sd15_components()
     checkpoints = tmp_path / "models" / "checkpoints"

@@ -6,8 +6,8 @@ import sys
 import pytest
 
 from midas_diffusion import list_models
-from ui import cli, params
-from ui.params import PARAMS, depth_settings, get_spec, to_a1111_parameter, to_comfy_input, to_gradio_kwargs
+from midas_diffusion.ui import cli, params
+from midas_diffusion.ui.params import PARAMS, depth_settings, get_spec, to_a1111_parameter, to_comfy_input, to_gradio_kwargs
 
 
 def test_the_three_renderers_agree_on_every_parameter():
@@ -41,7 +41,7 @@ def test_the_three_renderers_agree_on_every_parameter():
 
 
 def test_methods_match_the_pipelines():
-    pipelines = pytest.importorskip("pipelines")
+    pipelines = pytest.importorskip("midas_diffusion.pipelines")
     assert set(params.METHOD_CHOICES) == set(pipelines.METHODS)
 
 
@@ -62,13 +62,14 @@ def test_depth_settings_and_checks():
 
 
 def test_importing_ui_loads_no_host_and_no_gradio():
-    code = ("import sys, ui, ui.params, ui.runtime, ui.comfyui, ui.a1111, ui.cli; "
+    code = ("import sys, midas_diffusion.ui, midas_diffusion.ui.params, midas_diffusion.ui.runtime, "
+            "midas_diffusion.ui.comfyui, midas_diffusion.ui.a1111, midas_diffusion.ui.cli; "
             "print(' '.join(sorted(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded = set(out.stdout.split())
     for forbidden in ("comfy", "comfy_api", "folder_paths", "modules", "scripts", "gradio", "diffusers"):
         assert forbidden not in loaded, forbidden
-    assert "ui.comfyui" in loaded and "ui.a1111" in loaded
+    assert "midas_diffusion.ui.comfyui" in loaded and "midas_diffusion.ui.a1111" in loaded
 
 
 def test_install_commands_write_working_shims(tmp_path, capsys):
@@ -88,6 +89,9 @@ def test_install_commands_write_working_shims(tmp_path, capsys):
     shim.write_text("# edited")
     assert main(["install-comfyui", str(comfy)]) == 1 and "--overwrite" in capsys.readouterr().err
     assert main(["install-comfyui", str(comfy), "--overwrite"]) == 0
+    # a shim written by a release with the top-level ``ui`` package is ours: an install upgrades it
+    shim.write_text(shim.read_text().replace("from midas_diffusion.ui.", "from ui."))
+    assert main(["install-comfyui", str(comfy)]) == 0 and "midas_diffusion.ui.comfyui" in shim.read_text()
 
     webui = tmp_path / "webui"
     (webui / "extensions").mkdir(parents=True)

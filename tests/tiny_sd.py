@@ -77,7 +77,7 @@ def tiny_scheduler():
 
 
 def tiny_depth_estimator(model_name="midas_v21_small_256"):
-    from pipelines.components import MidasDepthEstimator
+    from midas_diffusion.pipelines.components import MidasDepthEstimator
 
     est = MidasDepthEstimator(model_name=model_name, reduced=True)
     recipe_init_(est.net)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 COMFY_SHIM = '''"""midas-diffusion nodes for ComfyUI (written by `midas-diffusion install-comfyui`)."""
 try:
-    from ui.comfyui import load_nodes
+    from midas_diffusion.ui.comfyui import load_nodes
 except ImportError as exc:
     raise ImportError(f"midas-diffusion is not installed in this Python ({exc}); pip install 'midas-diffusion[diffusers]'") from None
 
@@ -22,7 +22,7 @@ __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]
 
 A1111_SHIM = '''"""midas-diffusion for AUTOMATIC1111 (written by `midas-diffusion install-a1111`)."""
 try:
-    from ui.a1111 import register
+    from midas_diffusion.ui.a1111 import register
 except ImportError as exc:
     raise ImportError(f"midas-diffusion is not installed in this Python ({exc}); pip install 'midas-diffusion[diffusers]'") from None
 
@@ -30,8 +30,15 @@ register()
 '''
 
 
+def _older_shim(text: str) -> str:
+    """The same shim as releases before 0.2 wrote it (top-level ``ui`` package): an upgrade replaces it."""
+    return text.replace("from midas_diffusion.ui.", "from ui.")
+
+
 def _write(path: Path, text: str, overwrite: bool) -> Path:
-    if path.exists() and path.read_text() != text and not overwrite:
+    """Write a shim; an existing file is replaced when it is ours (this or an older release's) or with
+    ``overwrite``; a shim the user edited is kept and reported."""
+    if path.exists() and path.read_text() not in (text, _older_shim(text)) and not overwrite:
         raise FileExistsError(f"{path} exists and differs (use --overwrite)")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)

@@ -95,7 +95,7 @@ def _depth_component(est):
     entry = _COMPONENTS.get(id(est))
     if entry is not None and entry[0] is est:
         return entry[1]
-    from pipelines import MidasDepthEstimator
+    from midas_diffusion.pipelines import MidasDepthEstimator
 
     with torch.device("meta"):
         component = MidasDepthEstimator(model_name=est.model_name, reduced=getattr(est, "reduced", False),
@@ -109,7 +109,7 @@ class MidasDepthStylize:
     """Restyle each frame with a prompt, keeping its depth (``pipelines.pipeline``); frame i uses
     seed + i. Returns the images and the disparity that conditioned them."""
 
-    REQUIRES = (("pipelines", "pipeline"),)
+    REQUIRES = (("midas_diffusion.pipelines", "pipeline"),)
     RETURN_TYPES = ("IMAGE", "MASK")
     RETURN_NAMES = ("image", "disparity")
     FUNCTION = "stylize"
@@ -134,7 +134,7 @@ class MidasDepthStylize:
                 strength=0.8, seed=0, resolution=0, percentile_low=0.0, percentile_high=100.0, gamma=1.0,
                 invert=False, device="auto", dtype="float32", depth_model=None, subject_mask=None,
                 background_weight=0.0, single_file_config="", control_model=""):
-        from pipelines import pipeline
+        from midas_diffusion.pipelines import pipeline
 
         get_spec("method").check(method)
         settings = depth_settings(resolution, percentile_low, percentile_high, gamma, invert)
@@ -172,7 +172,7 @@ class MidasLDM3DTextToRGBD:
     """Text to an RGB image and its depth (LDM3D, ``pipelines.api.load_rgbd_pipeline``, cached);
     depth comes out as MASK [B,H,W] float32 in [0,1] (near = 1, ready for the export node)."""
 
-    REQUIRES = (("pipelines", "MidasLDM3DPipeline"), ("pipelines.api", "load_rgbd_pipeline"))
+    REQUIRES = (("midas_diffusion.pipelines", "MidasLDM3DPipeline"), ("midas_diffusion.pipelines.api", "load_rgbd_pipeline"))
     RETURN_TYPES = ("IMAGE", "MASK")
     RETURN_NAMES = ("rgb", "depth")
     FUNCTION = "generate"
@@ -188,7 +188,7 @@ class MidasLDM3DTextToRGBD:
 
     def generate(self, prompt, base="Intel/ldm3d-4c", negative_prompt="", width=512, height=512, batch_size=1,
                  steps=30, guidance=7.5, seed=0, device="auto", dtype="float32"):
-        from pipelines.api import load_rgbd_pipeline
+        from midas_diffusion.pipelines.api import load_rgbd_pipeline
 
         if not str(prompt).strip():
             raise ValueError("prompt must be a non-empty string")
@@ -322,7 +322,7 @@ def load_nodes() -> Tuple[Dict[str, type], Dict[str, str]]:
 
 
 def __getattr__(name: str):
-    """``from ui.comfyui import NODE_CLASS_MAPPINGS`` runs ``load_nodes()`` on first use."""
+    """``from midas_diffusion.ui.comfyui import NODE_CLASS_MAPPINGS`` runs ``load_nodes()`` on first use."""
     if name in ("NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"):
         classes, names = load_nodes()
         globals().update(NODE_CLASS_MAPPINGS=classes, NODE_DISPLAY_NAME_MAPPINGS=names)

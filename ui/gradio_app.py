@@ -96,7 +96,7 @@ class StylizeService:
             raise ValueError(hint)
         with self._lock:
             if name not in self._components:
-                from pipelines.components import MidasDepthEstimator
+                from midas_diffusion.pipelines.components import MidasDepthEstimator
 
                 component = MidasDepthEstimator.from_zoo(self.config.depth_models[name], weights_dir=self.config.weights_dir,
                                                          allow_download=False, max_pixels=self.config.max_pixels)
@@ -158,7 +158,7 @@ class StylizeService:
 
     # ---------------------------------------------------------------- work
     def depth(self, image, model, resolution, low, high, gamma, invert):
-        from pipelines.components import DepthSettings
+        from midas_diffusion.pipelines.components import DepthSettings
 
         rgb, _ = self.read_image(image)
         settings = DepthSettings(**P.depth_settings(resolution, low, high, gamma, invert))
@@ -192,8 +192,8 @@ class StylizeService:
 
     def _stylize(self, image, model, resolution, low, high, gamma, invert, background_weight, mask, method, base,
                  prompt, negative_prompt, steps, guidance, strength, seed, export, progress, session):
-        from pipelines import load_pipeline
-        from pipelines.components import DepthSettings
+        from midas_diffusion.pipelines import load_pipeline
+        from midas_diffusion.pipelines.components import DepthSettings
 
         if not prompt or not str(prompt).strip():
             raise ValueError("the prompt is empty: describe the style you want")
