@@ -1,25 +1,52 @@
-"""The reference data of ../shared/midas_reference: manifests, the weight recipe, fixtures."""
+"""The reference data of the original MiDaS code (``tests/reference_data``): manifests, the weight
+recipe, the preprocessing table and the output fixtures. See ``tests/reference_data/README.md``."""
 
 from __future__ import annotations
 
+import functools
+import io
 import json
+import lzma
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
-REFERENCE_DIR = Path(os.environ.get("MIDAS_REFERENCE_DIR", Path(__file__).resolve().parents[2] / "shared" / "midas_reference"))
+REFERENCE_DIR = Path(__file__).resolve().parent / "reference_data"
+
+_DTYPES = {"float32": torch.float32, "int64": torch.int64, "float16": torch.float16}
+
+
+@functools.lru_cache(maxsize=None)
+def _manifests() -> dict:
+    return json.loads(lzma.decompress((REFERENCE_DIR / "manifests.json.xz").read_bytes()))
 
 
 def manifest(name: str) -> dict:
-    return json.loads((REFERENCE_DIR / "manifests" / f"{name}.json").read_text())
+    """``model_type``, ``net_w``, ``net_h`` and ``entries`` (the original model's ``state_dict()`` in
+    order: ``name``, ``shape``, ``dtype``, ``kind``)."""
+    return _manifests()[name]
+
+
+def fixture_input(seed: int, h: int, w: int) -> torch.Tensor:
+    """The network input of a fixture, regenerated from its seed (bit-identical to what the
+    original code was run on)."""
+    return torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(seed + 1)) * 2 - 1
 
 
 def fixture(name: str) -> dict:
-    with np.load(REFERENCE_DIR / "fixtures" / f"{name}.npz") as data:
-        return {k: data[k] for k in data.files}
+    """``x`` (1,3,H,W float32), ``y`` (the original's float32 output), ``y64`` (its float64 output),
+    ``seed``, ``h``, ``w``; arrays are numpy."""
+    packed = lzma.decompress((REFERENCE_DIR / "fixtures" / f"{name}.npz.xz").read_bytes())
+    with np.load(io.BytesIO(packed)) as data:
+        stored = {k: data[k] for k in data.files}
+    seed, h, w = int(stored["seed"]), int(stored["h"]), int(stored["w"])
+    y = stored["y"]
+    # y64 is stored as its exact float64 difference from y (y64 - y is exact in float64), which
+    # compresses better than y64 itself; the sum restores y64 bit for bit.
+    y64 = y.astype(np.float64) + stored["y64_minus_y"]
+    return {"x": fixture_input(seed, h, w).numpy(), "y": y, "y64": y64, "seed": seed, "h": h, "w": w}
 
 
 def preprocessing() -> dict:
@@ -52,30 +79,27 @@ def recipe_state_dict(name: str, seed: int = 0, device: str = "cpu") -> dict:
         key, shape = e["name"], tuple(e["shape"])
         if e["kind"] == "buffer" and not (key.endswith("running_mean") or key.endswith("running_var")):
             continue
-        t = recipe_tensor(key, shape, g)
-        out[key] = t
+        out[key] = recipe_tensor(key, shape, g)
     return out
 
 
 def official_key_shapes(name: str) -> dict:
-    """Every entry of the official checkpoint (parameters and buffers) as meta tensors."""
-    dtypes = {"float32": torch.float32, "int64": torch.int64, "float16": torch.float16}
+    """Every entry of the official checkpoint (parameters and buffers) as meta tensors, in file order."""
     return {
-        e["name"]: torch.empty(tuple(e["shape"]), dtype=dtypes.get(e["dtype"], torch.float32), device="meta")
+        e["name"]: torch.empty(tuple(e["shape"]), dtype=_DTYPES.get(e["dtype"], torch.float32), device="meta")
         for e in manifest(name)["entries"]
     }
 
 
 def official_checkpoint(name: str, seed: int = 0) -> dict:
-    """A complete checkpoint in the official layout: the recipe's tensors, and every buffer the
-    recipe skips (computed tables, ``num_batches_tracked``) present as zeros, as in a real file.
-    Loaders must drop or ignore the computed ones; their values never reach the model."""
-    dtypes = {"float32": torch.float32, "int64": torch.int64, "float16": torch.float16}
+    """A complete checkpoint in the official layout and key order: the recipe's tensors, and every
+    buffer the recipe skips (computed tables, ``num_batches_tracked``) present as zeros, as in a real
+    file. Loaders must drop or ignore the computed ones; their values never reach the model."""
     weights = recipe_state_dict(name, seed)
     out = {}
     for e in manifest(name)["entries"]:
         key = e["name"]
-        out[key] = weights[key] if key in weights else torch.zeros(tuple(e["shape"]), dtype=dtypes[e["dtype"]])
+        out[key] = weights[key] if key in weights else torch.zeros(tuple(e["shape"]), dtype=_DTYPES[e["dtype"]])
     return out
 
 
@@ -89,7 +113,5 @@ def recipe_init_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
             t = state[key]
             if not t.is_floating_point():
                 continue
-            shape = tuple(t.shape)
-            v = recipe_tensor(key, shape, g)
-            t.copy_(v)
+            t.copy_(recipe_tensor(key, tuple(t.shape), g))
     return model
