@@ -1,7 +1,9 @@
 """``pipeline(image, prompt)`` and ``load_pipeline(...)``: one call for the main job.
 
-Loaded pipelines are cached per (method, base, depth model, control model, dtype, device), so a
-second call reuses them; the depth estimator caches the depth of each image as well.
+Loaded pipelines and depth models live in one bounded cache (``midas_diffusion.cache.ModelCache``,
+by default the process-wide one: 1 pipeline, 2 depth models, least recently used evicted first),
+keyed by (method, base, depth model, control model, dtype, device); the depth component caches the
+depth of each image as well. ``cache=None`` loads a fresh, uncached pipeline.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Type, Union
 
 import torch
+
+from midas_diffusion import DepthEstimator
+from midas_diffusion.cache import ModelCache, default_cache, load_depth_model
 
 from .components import MidasDepthEstimator
 from .depth_conditioning import MidasPipelineOutput
@@ -46,8 +51,21 @@ METHODS: Dict[str, MethodSpec] = {
     )
 }
 DEFAULT_DEPTH_MODEL = "dpt_beit_large_512"
+METHOD_NAMES = tuple(METHODS)
+DEFAULT_METHOD = "controlnet"
 
-_LOADED: Dict[tuple, Any] = {}
+CacheArg = Union[ModelCache, bool, None]
+
+
+def _cache(cache: CacheArg) -> Optional[ModelCache]:
+    """``True`` (the default): the process-wide cache; ``None``/``False``: no cache; or a ``ModelCache``."""
+    if cache is True:
+        return default_cache()
+    if cache is None or cache is False:
+        return None
+    if not isinstance(cache, ModelCache):
+        raise TypeError(f"cache must be a midas_diffusion.cache.ModelCache, True or None, got {type(cache).__name__}")
+    return cache
 
 SCHEDULERS = {
     "ddim": "DDIMScheduler",
@@ -232,16 +250,27 @@ def _control_model(kind: str, source: Union[str, os.PathLike, torch.nn.Module], 
         raise ValueError(f"cannot load the {kind} {source!r}: {str(exc).splitlines()[0]}") from None
 
 
-def _depth_component(depth_model: Union[str, MidasDepthEstimator], **kwargs) -> MidasDepthEstimator:
+DepthModelArg = Union[str, os.PathLike, DepthEstimator, MidasDepthEstimator]
+
+
+def _depth_component(depth_model: DepthModelArg, cache: Optional[ModelCache], weights_dir) -> MidasDepthEstimator:
+    """The depth component for a zoo name / checkpoint / saved folder (loaded through ``cache`` and
+    shared with every other user of that cache), a ``DepthEstimator`` (wrapped, not copied) or a
+    ready component."""
     if isinstance(depth_model, MidasDepthEstimator):
         return depth_model
-    return MidasDepthEstimator.from_zoo(depth_model, **kwargs)
+    if isinstance(depth_model, DepthEstimator):
+        return MidasDepthEstimator.from_estimator(depth_model)
+    if cache is None:
+        return MidasDepthEstimator.from_zoo(str(depth_model), weights_dir=weights_dir)
+    est = load_depth_model(str(depth_model), dtype=torch.float32, weights_dir=weights_dir, cache=cache)
+    return MidasDepthEstimator.from_estimator(est)
 
 
 def load_pipeline(
-    method: str = "controlnet",
+    method: str = DEFAULT_METHOD,
     base: Optional[Union[str, os.PathLike]] = None,
-    depth_model: Optional[Union[str, MidasDepthEstimator]] = None,
+    depth_model: Optional[DepthModelArg] = None,
     control_model: Optional[Union[str, os.PathLike, torch.nn.Module]] = None,
     *,
     dtype: Optional[torch.dtype] = None,
@@ -249,7 +278,10 @@ def load_pipeline(
     single_file_config: Optional[Union[str, os.PathLike]] = None,
     local_files_only: Optional[bool] = None,
     weights_dir: Optional[os.PathLike] = None,
-    cache: bool = True,
+    cpu_offload: bool = False,
+    attention_slicing: bool = False,
+    vae_tiling: bool = False,
+    cache: CacheArg = True,
 ):
     """A ready pipeline for ``method`` on ``base`` with the zoo ``depth_model``.
 
@@ -257,10 +289,16 @@ def load_pipeline(
     checkpoint as A1111 and ComfyUI keep them (then ``single_file_config`` names a local diffusers
     folder of that model family, whose configs describe the file; without it, the method's default
     base is looked up in the Hugging Face cache; nothing is fetched for it).
-    ``depth_model``: a zoo name or a ``MidasDepthEstimator``; default: the base folder's own
-    depth estimator if it has one, else ``dpt_beit_large_512``.
+    ``depth_model``: a zoo name, checkpoint file or saved folder, a loaded ``DepthEstimator`` or a
+    ``MidasDepthEstimator``; default: the base folder's own depth estimator if it has one, else
+    ``dpt_beit_large_512``.
+    ``cache``: where the pipeline and its depth model are kept for the next call (default: the
+    process-wide ``ModelCache``; ``None`` loads a fresh pipeline and keeps nothing).
     ``control_model``: the ControlNet / adapter (id, folder or loaded model); default: the base
     folder's own, else the method's default.
+    ``cpu_offload`` / ``attention_slicing`` / ``vae_tiling``: diffusers' memory savers, applied once
+    at load (they are part of the cache key); with ``cpu_offload`` the pipeline is not moved to
+    ``device`` (offload moves each model to the GPU when it runs).
     """
     spec = get_method(method)
     check_device(device)
@@ -268,26 +306,41 @@ def load_pipeline(
     if single_file_config is not None:
         single_file_config = os.path.expanduser(str(single_file_config))
     local_only = _local_only(local_files_only)
-    key = (method, base, depth_model if isinstance(depth_model, str) else id(depth_model),
+    cache = _cache(cache)
+    key = (method, base,
+           str(depth_model) if isinstance(depth_model, (str, os.PathLike, type(None))) else id(depth_model),
            str(control_model) if not isinstance(control_model, torch.nn.Module) else id(control_model),
-           str(dtype), str(device), str(single_file_config))
-    if cache and key in _LOADED:
-        return _LOADED[key]
-    import midas_diffusion.pipelines as package
-
-    cls: Type = getattr(package, spec.pipeline_class)
-    path = Path(base)
-    single_file = path.suffix in (".safetensors", ".ckpt") and path.is_file()
-    # the base is checked before any model is loaded, so a typo fails at once
+           str(dtype), str(device), str(single_file_config), str(weights_dir), cpu_offload, attention_slicing,
+           vae_tiling)
+    if cache is not None and cache.peek("pipeline", key) is not None:
+        return cache.get("pipeline", key, lambda: None)
+    # the base is checked before any model is loaded or evicted, so a typo fails at once
+    single_file = Path(base).suffix in (".safetensors", ".ckpt") and Path(base).is_file()
     if single_file:
         single_file_config = _single_file_config(base, method, single_file_config)
     else:
         _check_base(base, local_only)
+
+    def load():
+        pipe = _load_pipeline(spec, base, depth_model, control_model, dtype, None if cpu_offload else device,
+                              single_file_config, single_file, local_only, weights_dir, cache)
+        return configure_memory(pipe, cpu_offload, attention_slicing, vae_tiling)
+
+    return load() if cache is None else cache.get("pipeline", key, load)
+
+
+def _load_pipeline(spec: MethodSpec, base: str, depth_model, control_model, dtype, device, single_file_config,
+                   single_file: bool, local_only: bool, weights_dir, cache: Optional[ModelCache]):
+    method = spec.name
+    import midas_diffusion.pipelines as package
+
+    cls: Type = getattr(package, spec.pipeline_class)
+    path = Path(base)
     # a saved pipeline folder brings its own components; explicit arguments override them
     in_folder = {p.name for p in path.iterdir() if p.is_dir()} if path.is_dir() else set()
     extra: Dict[str, Any] = {}
     if depth_model is not None or "depth_estimator" not in in_folder:
-        extra["depth_estimator"] = _depth_component(depth_model or DEFAULT_DEPTH_MODEL, weights_dir=weights_dir)
+        extra["depth_estimator"] = _depth_component(depth_model or DEFAULT_DEPTH_MODEL, cache, weights_dir)
     if spec.control_kind:
         slot = "controlnet" if spec.control_kind != "adapter" else "adapter"
         if control_model is not None or slot not in in_folder:
@@ -303,14 +356,13 @@ def load_pipeline(
         _cast(pipe.depth_estimator, torch.float32)  # depth runs in fp32 unless the caller changes it
     if device is not None:
         pipe.to(device)
-    if cache:
-        _LOADED[key] = pipe
     return pipe
 
 
 def clear_cache() -> None:
-    """Forget every loaded pipeline (frees their memory once no one else holds them)."""
-    _LOADED.clear()
+    """Empty the process-wide cache: every pipeline and depth model it holds (their memory is freed
+    once no one else holds them)."""
+    default_cache().clear()
 
 
 # keys of ``MidasPipelineOutput.settings`` that describe a run but are not arguments
@@ -321,15 +373,19 @@ def pipeline(
     image: Any,
     prompt: str,
     *,
-    method: str = "controlnet",
+    method: str = DEFAULT_METHOD,
     base: Optional[Union[str, os.PathLike]] = None,
-    depth_model: Optional[Union[str, MidasDepthEstimator]] = None,
+    depth_model: Optional[DepthModelArg] = None,
     control_model: Optional[Union[str, os.PathLike, torch.nn.Module]] = None,
     seed: Optional[int] = None,
     dtype: Optional[torch.dtype] = None,
     device: Optional[Union[str, torch.device]] = None,
     single_file_config: Optional[Union[str, os.PathLike]] = None,
     scheduler: Optional[str] = None,
+    cpu_offload: bool = False,
+    attention_slicing: bool = False,
+    vae_tiling: bool = False,
+    cache: CacheArg = True,
     **kwargs,
 ) -> MidasPipelineOutput:
     """Restyle ``image`` with ``prompt`` keeping its depth, in one call.
@@ -347,7 +403,8 @@ def pipeline(
     if not isinstance(prompt, str) or not prompt.strip():
         raise ValueError("prompt must be a non-empty string")
     pipe = load_pipeline(method, base, depth_model, control_model, dtype=dtype, device=device,
-                         single_file_config=single_file_config)
+                         single_file_config=single_file_config, cpu_offload=cpu_offload,
+                         attention_slicing=attention_slicing, vae_tiling=vae_tiling, cache=cache)
     set_scheduler(pipe, scheduler)
     if seed is None and kwargs.get("generator") is None:
         seed = random.SystemRandom().randrange(2**31)
@@ -357,7 +414,7 @@ def pipeline(
     out.settings.update(
         method=method, base=str(base or get_method(method).default_base),
         single_file_config=None if single_file_config is None else str(single_file_config),
-        depth_model=depth_model if depth_model is None or isinstance(depth_model, str) else depth_model.model_name,
+        depth_model=depth_model if depth_model is None or isinstance(depth_model, (str, os.PathLike)) else depth_model.model_name,
         depth_model_name=pipe.depth_estimator.model_name,
         control_model=str(control_model) if isinstance(control_model, (str, os.PathLike)) else None,
     )
@@ -368,18 +425,24 @@ DEFAULT_RGBD_BASE = "Intel/ldm3d-4c"
 
 
 def load_rgbd_pipeline(base: Optional[Union[str, os.PathLike]] = None, *, dtype: Optional[torch.dtype] = None,
-                       device: Optional[Union[str, torch.device]] = None, local_files_only: Optional[bool] = None):
+                       device: Optional[Union[str, torch.device]] = None, local_files_only: Optional[bool] = None,
+                       cache: CacheArg = True):
     """The LDM3D text-to-RGBD pipeline on ``base`` (``Intel/ldm3d-4c``, ``Intel/ldm3d``,
     ``Intel/ldm3d-pano`` or a local folder), cached like ``load_pipeline``."""
-    from .pipeline_midas_ldm3d import MidasLDM3DPipeline
-
     base = os.path.expanduser(str(base or DEFAULT_RGBD_BASE))
-    key = ("rgbd", base, str(dtype), str(device))
-    if key in _LOADED:
-        return _LOADED[key]
     local_only = _local_only(local_files_only)
     check_device(device)
     _check_base(base, local_only)
+    cache = _cache(cache)
+    if cache is None:
+        return _load_rgbd_pipeline(base, dtype, device, local_only)
+    return cache.get("pipeline", ("rgbd", base, str(dtype), str(device)),
+                     lambda: _load_rgbd_pipeline(base, dtype, device, local_only))
+
+
+def _load_rgbd_pipeline(base: str, dtype, device, local_only: bool):
+    from .pipeline_midas_ldm3d import MidasLDM3DPipeline
+
     try:
         pipe = MidasLDM3DPipeline.from_pretrained(base, **dtype_kwargs(dtype), local_files_only=local_only,
                                                   safety_checker=None, feature_extractor=None)
@@ -387,5 +450,4 @@ def load_rgbd_pipeline(base: Optional[Union[str, os.PathLike]] = None, *, dtype:
         raise _load_error(base, "rgbd", exc) from None
     if device is not None:
         pipe.to(device)
-    _LOADED[key] = pipe
     return pipe

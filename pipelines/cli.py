@@ -133,7 +133,7 @@ def run_stylize(args) -> int:
 
     from midas_diffusion.writers import atomic_path, write_png16
 
-    from .api import configure_memory, load_pipeline, pipeline
+    from .api import pipeline
 
     out = Path(args.output)
     targets = [out] if args.num_images == 1 else [out.with_name(f"{out.stem}-{i}{out.suffix}") for i in range(args.num_images)]
@@ -156,13 +156,11 @@ def run_stylize(args) -> int:
     try:
         if args.mask:
             kwargs["background_mask"] = torch.from_numpy(_load_mask(args.mask))
-        pipe = load_pipeline(args.method, args.base, args.depth_model, args.control_model, dtype=dtype,
-                             device=None if args.cpu_offload else device, single_file_config=args.single_file_config)
-        configure_memory(pipe, args.cpu_offload, args.attention_slicing, args.vae_tiling)
         result = pipeline(args.image, args.prompt, method=args.method, base=args.base, depth_model=args.depth_model,
-                          control_model=args.control_model, seed=args.seed, dtype=dtype,
-                          device=None if args.cpu_offload else device, single_file_config=args.single_file_config,
-                          scheduler=args.scheduler, **kwargs)
+                          control_model=args.control_model, seed=args.seed, dtype=dtype, device=device,
+                          single_file_config=args.single_file_config, scheduler=args.scheduler,
+                          cpu_offload=args.cpu_offload, attention_slicing=args.attention_slicing,
+                          vae_tiling=args.vae_tiling, cache=None, **kwargs)
     except (ValueError, FileNotFoundError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

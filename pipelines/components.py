@@ -1,16 +1,22 @@
-"""``MidasDepthEstimator``: a zoo depth model as a diffusers component.
+"""``MidasDepthEstimator``: a zoo ``DepthEstimator`` as a diffusers component.
 
-It subclasses ``ModelMixin`` and ``ConfigMixin``, so a pipeline's ``save_pretrained`` writes its
-weights and settings (model name, processing resolution, normalization) and ``from_pretrained``
-restores it. Depth is cached by (image content, model, settings): trying ten prompts on one image
-runs the depth model once.
+The component does not own a network of its own: it wraps a ``DepthEstimator`` and registers that
+estimator's model as its ``net`` submodule (the same object, no copy), so ``pipe.to(...)``, CPU
+offload and ``save_pretrained`` act on the one network. ``from_estimator(est)`` wraps a loaded
+estimator; ``from_zoo(name)`` loads one (memory-lean) and wraps it; ``from_pretrained(folder)``
+reads what ``save_pretrained`` wrote without building random weights first.
+
+Depth is cached by (image content, settings), at most ``cache_size`` maps: trying ten prompts on
+one image runs the depth model once.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, List, Optional, Tuple
 
 import torch
@@ -19,6 +25,8 @@ from diffusers.models.modeling_utils import ModelMixin
 
 from midas_diffusion import DepthEstimator, get_model_spec
 from midas_diffusion.images import DEFAULT_MAX_PIXELS, to_rgb_tensors
+
+WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 
 
 @dataclass(frozen=True)
@@ -35,18 +43,22 @@ class DepthSettings:
 
 
 def image_fingerprint(rgb: torch.Tensor) -> str:
-    """Content hash of a (3,H,W) float image (its exact float32 bytes and shape)."""
-    data = rgb.detach().to("cpu", torch.float32).contiguous().numpy()
-    return hashlib.blake2b(data.tobytes(), digest_size=20, person=str(data.shape).encode()[:16]).hexdigest()
+    """Content hash of a (3,H,W) image (its exact bytes, dtype and shape)."""
+    data = rgb.detach().to("cpu").contiguous()
+    raw = data.view(torch.uint8).numpy() if data.dtype != torch.bfloat16 else data.float().numpy()
+    person = f"{tuple(data.shape)}{data.dtype}".encode()[:16]
+    return hashlib.blake2b(raw.tobytes(), digest_size=20, person=person).hexdigest()
 
 
 class MidasDepthEstimator(ModelMixin, ConfigMixin):
     """Zoo model ``model_name`` with its MiDaS preprocessing; ``estimate(images)`` -> disparity.
 
-    ``reduced=True`` builds the tiny test variant of the same architecture.
+    Construct it with ``from_estimator``, ``from_zoo`` or ``from_pretrained``; calling the class
+    directly builds the model with random weights (``reduced=True``: the tiny test variant).
     """
 
     config_name = "config.json"
+    ignore_for_config = ["estimator"]  # the wrapped object itself is not configuration
 
     @register_to_config
     def __init__(
@@ -55,53 +67,74 @@ class MidasDepthEstimator(ModelMixin, ConfigMixin):
         reduced: bool = False,
         max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
         cache_size: int = 16,
+        estimator: Optional[DepthEstimator] = None,
     ):
         super().__init__()
-        spec = get_model_spec(model_name)
-        self.net = spec.build(spec.arch.reduced() if reduced else spec.arch).eval()
-        self._spec = spec
+        if estimator is None:
+            spec = get_model_spec(model_name)
+            net = spec.build(spec.arch.reduced() if reduced else spec.arch).eval()
+            estimator = DepthEstimator(net, spec, max_pixels=max_pixels)
+            estimator.reduced = reduced
+        self._estimator = estimator
+        self.net = estimator.model  # the estimator's own network, registered (not copied)
         self._cache: "OrderedDict[tuple, torch.Tensor]" = OrderedDict()
         self.depth_runs = 0  # network passes (a cache hit runs none)
 
+    # ------------------------------------------------------------------ construction
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs) -> "MidasDepthEstimator":
-        """A saved estimator (its folder or a pipeline's ``depth_estimator`` subfolder).
+    def from_estimator(cls, estimator: DepthEstimator, cache_size: int = 16) -> "MidasDepthEstimator":
+        """Wrap a loaded ``DepthEstimator``; the component and the estimator share one network."""
+        if not isinstance(estimator, DepthEstimator):
+            raise TypeError(f"from_estimator takes a midas_diffusion.DepthEstimator, got {type(estimator).__name__}")
+        return cls(model_name=estimator.model_name, reduced=bool(getattr(estimator, "reduced", False)),
+                   max_pixels=estimator.max_pixels, cache_size=cache_size, estimator=estimator)
 
-        Built with real tensors, then loaded: timm's SwinV2 and ViT-hybrid encoders compute buffers
-        while they are built, which diffusers' default empty-weight (meta) construction cannot do.
-        A ``device_map`` is ignored here; move the estimator with ``.to()``.
+    @classmethod
+    def from_zoo(cls, model_name: str, checkpoint=None, weights_dir=None, allow_download: Optional[bool] = None,
+                 reduced: bool = False, cache_size: int = 16) -> "MidasDepthEstimator":
+        """Load the zoo model ``model_name`` (see ``DepthEstimator.from_pretrained``) and wrap it."""
+        est = DepthEstimator.from_pretrained(model_name, checkpoint, weights_dir=weights_dir,
+                                             allow_download=allow_download, reduced=reduced)
+        return cls.from_estimator(est.to(torch.float32), cache_size=cache_size)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, subfolder: Optional[str] = None, **kwargs
+                        ) -> "MidasDepthEstimator":
+        """What ``save_pretrained`` wrote (this folder, or a pipeline's ``depth_estimator`` subfolder).
+
+        The weights are read once and assigned to a model built without random weights, so loading
+        needs about one copy of the weights in memory. ``torch_dtype``/``dtype`` cast it; other
+        diffusers loading arguments (``device_map``, ``low_cpu_mem_usage``, ...) do not apply: move
+        the component with ``.to()``.
         """
-        kwargs["low_cpu_mem_usage"] = False
-        kwargs.pop("device_map", None)
-        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        folder = Path(pretrained_model_name_or_path) / (subfolder or "")
+        if not folder.is_dir():
+            raise ValueError(f"{str(folder)!r} is not a folder written by MidasDepthEstimator.save_pretrained")
+        config_path = folder / cls.config_name
+        if not config_path.is_file():
+            raise ValueError(f"{str(folder)!r} has no {cls.config_name}: not a saved MidasDepthEstimator")
+        config = json.loads(config_path.read_text())
+        weights = next((folder / name for name in WEIGHT_FILES if (folder / name).is_file()), None)
+        if weights is None:
+            raise ValueError(f"{str(folder)!r} holds no weights ({' or '.join(WEIGHT_FILES)})")
+        from midas_diffusion.checkpoints import read_state_dict
 
-    @classmethod
-    def from_zoo(
-        cls,
-        model_name: str,
-        checkpoint=None,
-        weights_dir=None,
-        allow_download: Optional[bool] = None,
-        reduced: bool = False,
-        **kwargs,
-    ) -> "MidasDepthEstimator":
-        """A component holding the zoo model with its weights (see ``DepthEstimator.from_pretrained``)."""
+        state = {k[len("net."):]: v for k, v in read_state_dict(weights).items() if k.startswith("net.")}
         est = DepthEstimator.from_pretrained(
-            model_name, checkpoint, weights_dir=weights_dir, allow_download=allow_download, reduced=reduced
-        )
-        component = cls(model_name=est.model_name, reduced=est.reduced, **kwargs)
-        component.net.load_state_dict(est.model.state_dict())
-        return component
+            config["model_name"], state, reduced=bool(config.get("reduced", False)),
+            max_pixels=config.get("max_pixels", DEFAULT_MAX_PIXELS))
+        dtype = kwargs.get("dtype", kwargs.get("torch_dtype")) or torch.float32
+        return cls.from_estimator(est.to(dtype=dtype), cache_size=int(config.get("cache_size", 16)))
+
+    # ------------------------------------------------------------------ use
+    @property
+    def estimator(self) -> DepthEstimator:
+        """The wrapped ``DepthEstimator`` (same network as ``self.net``)."""
+        return self._estimator
 
     @property
     def model_name(self) -> str:
-        return self._spec.name
-
-    def _estimator(self, resolution: Optional[int]) -> DepthEstimator:
-        est = DepthEstimator(self.net, self._spec, max_pixels=self.config.max_pixels)
-        param = next(self.net.parameters())
-        est.device, est.dtype = param.device, param.dtype
-        return est.at_resolution(resolution)
+        return self._estimator.model_name
 
     def clear_cache(self) -> None:
         self._cache.clear()
@@ -113,24 +146,25 @@ class MidasDepthEstimator(ModelMixin, ConfigMixin):
         out: List[Optional[torch.Tensor]] = [None] * len(rgb)
         todo = []
         for i, img in enumerate(rgb):
-            key = (image_fingerprint(img), self.model_name, settings.key())
+            key = (image_fingerprint(img), settings.key())
             if key in self._cache:
                 self._cache.move_to_end(key)
                 out[i] = self._cache[key]
             else:
                 todo.append((i, key))
         if todo:
-            est = self._estimator(settings.processing_resolution)
-            result = est(
-                [rgb[i] for i, _ in todo], percentile=settings.percentile, gamma=settings.gamma, invert=settings.invert
-            )
-            self.depth_runs += est.forward_count
-            for (i, key), disparity in zip(todo, result.per_image("disparity")):
-                value = disparity.unsqueeze(0)
-                out[i] = value
-                self._cache[key] = value
-                while len(self._cache) > self.config.cache_size:
-                    self._cache.popitem(last=False)
+            runner = self._estimator.at_resolution(settings.processing_resolution)
+            by_size: "OrderedDict[tuple, list]" = OrderedDict()
+            for i, key in todo:
+                by_size.setdefault(tuple(rgb[i].shape), []).append((i, key))
+            for group in by_size.values():  # one batched call per image size
+                result = runner([rgb[i] for i, _ in group], percentile=settings.percentile, gamma=settings.gamma,
+                                invert=settings.invert)
+                for (i, key), disparity in zip(group, result.per_image("disparity")):
+                    out[i] = self._cache[key] = disparity.unsqueeze(0)
+                    while len(self._cache) > self.config.cache_size:
+                        self._cache.popitem(last=False)
+                self.depth_runs += 1
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

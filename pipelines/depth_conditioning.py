@@ -1,9 +1,15 @@
-"""What every MiDaS pipeline does before and after calling its diffusers parent.
+"""The steps every MiDaS pipeline's ``__call__`` takes around its diffusers parent, as plain functions.
 
-``MidasDepthMixin.prepare_midas_depth`` turns the user's photo into (a) the image the parent gets,
-at a size the VAE accepts, and (b) the disparity that conditions it, estimated by the registered
-``depth_estimator`` (cached) or taken from ``depth_map``. ``restore_size`` maps the results back
-to the photo's own size.
+Each pipeline file calls them in order, top to bottom:
+
+1. ``check_call`` -- the arguments, before anything runs;
+2. ``prepare_depth`` -- the photo's disparity (estimated by the ``depth_estimator`` component,
+   cached, or the user's ``depth_map``), the background mask, the working size (a multiple the VAE
+   and the control model accept) and the photo at that size;
+3. ``generator_for`` / ``prompts_for_images`` -- the seed and one prompt per photo;
+4. the diffusers parent's ``__call__``;
+5. ``midas_output`` -- the images back at the photo's size, the RGBD disparity, the typed output
+   with the settings that reproduce the call.
 """
 
 from __future__ import annotations
@@ -20,7 +26,8 @@ from midas_diffusion.images import to_rgb_tensors
 
 from .components import DepthSettings
 from .conditioning import apply_background, check_background, check_disparity
-from .loading import ReproducibleLoadingMixin
+
+RGBD_MODES = (None, "conditioning", "reestimate")
 
 
 @dataclass
@@ -47,6 +54,26 @@ class PreparedDepth:
     work_size: Tuple[int, int]  # multiple of the VAE factor
 
 
+def check_call(*, num_inference_steps=None, strength=None, guidance_scale=None, num_images_per_prompt=None,
+               rgbd=None) -> None:
+    """One ``ValueError`` naming the argument, before any model runs."""
+    if num_inference_steps is not None and (not isinstance(num_inference_steps, int) or num_inference_steps < 1):
+        raise ValueError(f"num_inference_steps must be an integer >= 1, got {num_inference_steps!r}")
+    if strength is not None and not 0 <= strength <= 1:
+        raise ValueError(f"strength must be in [0, 1], got {strength!r}")
+    if strength is not None and num_inference_steps is not None and int(num_inference_steps * strength) < 1:
+        raise ValueError(
+            f"strength={strength!r} with num_inference_steps={num_inference_steps} leaves no denoising step "
+            "(diffusers runs int(steps * strength)): raise strength or num_inference_steps"
+        )
+    if guidance_scale is not None and guidance_scale < 0:
+        raise ValueError(f"guidance_scale must be >= 0, got {guidance_scale!r}")
+    if num_images_per_prompt is not None and num_images_per_prompt < 1:
+        raise ValueError(f"num_images_per_prompt must be >= 1, got {num_images_per_prompt!r}")
+    if rgbd not in RGBD_MODES:
+        raise ValueError(f"rgbd must be None, 'conditioning' or 'reestimate', got {rgbd!r}")
+
+
 def working_size(height: int, width: int, multiple: int = 8) -> Tuple[int, int]:
     """Nearest multiple of ``multiple`` (at least one multiple) for each side."""
     def snap(x):
@@ -55,138 +82,53 @@ def working_size(height: int, width: int, multiple: int = 8) -> Tuple[int, int]:
     return snap(height), snap(width)
 
 
-class MidasDepthMixin(ReproducibleLoadingMixin):
-    """Shared by the MiDaS pipelines; expects ``self.depth_estimator`` and ``self.vae_scale_factor``."""
+def prepare_depth(
+    depth_estimator: Any,
+    image: Any,
+    depth_map: Any,
+    settings: DepthSettings,
+    background_mask: Any = None,
+    background_weight: float = 0.0,
+    *,
+    multiple: int = 8,
+    keep_image: bool = True,
+) -> PreparedDepth:
+    """The disparity that conditions the call, and the photo at the working size.
 
-    def size_multiple(self) -> int:
-        """What the working size must be a multiple of: the VAE's downscaling factor."""
-        return int(getattr(self, "vae_scale_factor", 8))
-
-    def check_midas_inputs(self, num_inference_steps=None, strength=None, guidance_scale=None, num_images_per_prompt=None):
-        if num_inference_steps is not None and (not isinstance(num_inference_steps, int) or num_inference_steps < 1):
-            raise ValueError(f"num_inference_steps must be an integer >= 1, got {num_inference_steps!r}")
-        if strength is not None and not 0 <= strength <= 1:
-            raise ValueError(f"strength must be in [0, 1], got {strength!r}")
-        if strength is not None and num_inference_steps is not None and int(num_inference_steps * strength) < 1:
-            raise ValueError(
-                f"strength={strength!r} with num_inference_steps={num_inference_steps} leaves no denoising step "
-                "(diffusers runs int(steps * strength)): raise strength or num_inference_steps"
-            )
-        if guidance_scale is not None and guidance_scale < 0:
-            raise ValueError(f"guidance_scale must be >= 0, got {guidance_scale!r}")
-        if num_images_per_prompt is not None and num_images_per_prompt < 1:
-            raise ValueError(f"num_images_per_prompt must be >= 1, got {num_images_per_prompt!r}")
-
-    def begin_midas_call(self, *, image, depth_map, num_inference_steps, strength, guidance_scale, num_images_per_prompt,
-                         rgbd, processing_resolution, percentile, gamma, invert, background_mask, background_weight,
-                         seed, generator, keep_image: bool):
-        """Everything a MiDaS ``__call__`` does before the diffusers parent runs: check the arguments,
-        make (or take) the disparity, resolve the seed. Returns (settings, prepared, generator, seed)."""
-        self.realign_once()
-        self.check_midas_inputs(num_inference_steps, strength, guidance_scale, num_images_per_prompt)
-        self.check_rgbd(rgbd)
-        settings = DepthSettings(processing_resolution, percentile, gamma, invert)
-        prepared = self.prepare_midas_depth(image, depth_map, settings, background_mask, background_weight,
-                                            keep_image=keep_image)
-        generator, seed = generator_for(seed, generator)
-        return settings, prepared, generator, seed
-
-    def prepare_midas_depth(
-        self,
-        image: Any,
-        depth_map: Optional[torch.Tensor],
-        settings: DepthSettings,
-        background_mask: Optional[Any] = None,
-        background_weight: float = 0.0,
-        keep_image: bool = True,
-    ) -> PreparedDepth:
-        if image is None and depth_map is None:
-            raise ValueError("image is required (or pass depth_map for the conditioning)")
-        max_pixels = getattr(self.depth_estimator.config, "max_pixels", None) if self.depth_estimator is not None else None
-        rgb = to_rgb_tensors(image, max_pixels) if image is not None else None
-        if rgb is not None and len({tuple(t.shape) for t in rgb}) > 1:
-            raise ValueError("all images of one call must have the same size")
-        if depth_map is not None:
-            size = tuple(rgb[0].shape[-2:]) if rgb is not None else None
-            disparity = check_disparity(depth_map, *(size or (None, None)))
-            size, batch = tuple(disparity.shape[-2:]), disparity.shape[0]
-        else:
-            if self.depth_estimator is None:
-                raise ValueError("this pipeline has no depth_estimator: pass depth_map=")
-            size, batch = tuple(rgb[0].shape[-2:]), len(rgb)
-        if background_mask is not None:  # checked before any depth is estimated
-            background_mask = check_background(background_mask, background_weight, *size, batch=batch)
-        if depth_map is None:
-            disparity = torch.cat(self.depth_estimator.estimate(rgb, settings))
-        disparity = apply_background(disparity, background_mask, background_weight)
-        height, width = disparity.shape[-2:]
-        work = working_size(height, width, multiple=self.size_multiple())
-        work_disparity = disparity
-        if work != (height, width):
-            work_disparity = F.interpolate(disparity, size=work, mode="bilinear", align_corners=False)
-        parent_image = None
-        if keep_image and rgb is not None:
-            batch = torch.stack(rgb)
-            if work != tuple(batch.shape[-2:]):
-                batch = F.interpolate(batch, size=work, mode="bicubic", align_corners=False).clamp(0, 1)
-            parent_image = _as_parent_image(image, batch, unchanged=work == (height, width))
-        return PreparedDepth(parent_image, disparity, work_disparity, (int(height), int(width)), work)
-
-    def rgbd_disparity(self, images: Any, prepared: "PreparedDepth", mode: Optional[str], output_type: str,
-                       settings: DepthSettings) -> Optional[torch.Tensor]:
-        """Disparity aligned with each output image, for RGBD results (see ``MidasPipelineOutput``)."""
-        if mode is None:
-            return None
-        if output_type == "latent":
-            raise ValueError("rgbd needs decoded images: use output_type 'pil', 'np' or 'pt'")
-        count = len(images)
-        if mode == "conditioning":
-            repeat = max(1, count // prepared.disparity.shape[0])
-            return prepared.disparity.repeat_interleave(repeat, dim=0)[:count]
-        if mode == "reestimate":
-            if self.depth_estimator is None:
-                raise ValueError("rgbd='reestimate' needs a depth_estimator")
-            if output_type == "pt":
-                images = [im.float().clamp(0, 1).cpu() for im in images]
-            return torch.cat(self.depth_estimator.estimate(list(images), settings))
-        raise ValueError(f"rgbd must be None, 'conditioning' or 'reestimate', got {mode!r}")
-
-    def finish_midas_call(self, images: Any, prepared: "PreparedDepth", settings: DepthSettings, *, rgbd: Optional[str],
-                          output_type: str, return_dict: bool, record: Dict[str, Any]):
-        """Restore the photo's size, add the RGBD disparity, and build the typed output."""
-        images = self.restore_size(images, prepared.size, output_type)
-        output_disparity = self.rgbd_disparity(images, prepared, rgbd, output_type, settings)
-        if not return_dict:
-            return images, prepared.disparity
-        run_settings = dict(record, depth_model=getattr(self.depth_estimator, "model_name", None), **settings.__dict__,
-                            scheduler=type(self.scheduler).__name__)
-        return MidasPipelineOutput(images=images, disparity=prepared.disparity, settings=run_settings,
-                                   output_disparity=output_disparity)
-
-    @staticmethod
-    def check_rgbd(mode: Optional[str]) -> None:
-        if mode not in (None, "conditioning", "reestimate"):
-            raise ValueError(f"rgbd must be None, 'conditioning' or 'reestimate', got {mode!r}")
-
-    @staticmethod
-    def restore_size(images: Any, size: Tuple[int, int], output_type: str) -> Any:
-        """Resize generated images back to the input's (H, W)."""
-        height, width = size
-        if output_type == "latent" or images is None:
-            return images
-        if output_type == "pil":
-            return [im if im.size == (width, height) else im.resize((width, height), PIL.Image.LANCZOS) for im in images]
-        if output_type == "np":
-            if images.shape[1:3] == (height, width):
-                return images
-            t = torch.from_numpy(images).permute(0, 3, 1, 2)
-            t = F.interpolate(t, size=size, mode="bicubic", align_corners=False).clamp(0, 1)
-            return t.permute(0, 2, 3, 1).numpy()
-        if output_type == "pt":
-            if tuple(images.shape[-2:]) == size:
-                return images
-            return F.interpolate(images.float(), size=size, mode="bicubic", align_corners=False).clamp(0, 1)
-        return images
+    ``depth_map`` (the user's disparity) wins over estimating; the mask is checked before any depth
+    is estimated. The working size is the nearest multiple of ``multiple`` per side.
+    """
+    if image is None and depth_map is None:
+        raise ValueError("image is required (or pass depth_map for the conditioning)")
+    max_pixels = getattr(depth_estimator.config, "max_pixels", None) if depth_estimator is not None else None
+    rgb = to_rgb_tensors(image, max_pixels) if image is not None else None
+    if rgb is not None and len({tuple(t.shape) for t in rgb}) > 1:
+        raise ValueError("all images of one call must have the same size")
+    if depth_map is not None:
+        size = tuple(rgb[0].shape[-2:]) if rgb is not None else None
+        disparity = check_disparity(depth_map, *(size or (None, None)))
+        size, batch = tuple(disparity.shape[-2:]), disparity.shape[0]
+    else:
+        if depth_estimator is None:
+            raise ValueError("this pipeline has no depth_estimator: pass depth_map=")
+        size, batch = tuple(rgb[0].shape[-2:]), len(rgb)
+    if background_mask is not None:  # checked before any depth is estimated
+        background_mask = check_background(background_mask, background_weight, *size, batch=batch)
+    if depth_map is None:
+        disparity = torch.cat(depth_estimator.estimate(rgb, settings))
+    disparity = apply_background(disparity, background_mask, background_weight)
+    height, width = disparity.shape[-2:]
+    work = working_size(height, width, multiple=multiple)
+    work_disparity = disparity
+    if work != (height, width):
+        work_disparity = F.interpolate(disparity, size=work, mode="bilinear", align_corners=False)
+    parent_image = None
+    if keep_image and rgb is not None:
+        batch = torch.stack(rgb)
+        if work != tuple(batch.shape[-2:]):
+            batch = F.interpolate(batch, size=work, mode="bicubic", align_corners=False).clamp(0, 1)
+        parent_image = _as_parent_image(image, batch, unchanged=work == (height, width))
+    return PreparedDepth(parent_image, disparity, work_disparity, (int(height), int(width)), work)
 
 
 def _as_parent_image(original: Any, batch: torch.Tensor, unchanged: bool) -> Any:
@@ -220,77 +162,58 @@ def generator_for(seed: Optional[int], generator: Any) -> Tuple[Any, Optional[in
         return generator, seed
     if seed is None:
         return None, None
-    if not isinstance(seed, int) or seed < 0:
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     return torch.Generator("cpu").manual_seed(seed), seed
 
 
-class MidasControlMixin(MidasDepthMixin):
-    """``__call__`` for pipelines conditioned by a control image (ControlNet, ControlNet-Union,
-    T2I-Adapter): the photo's disparity becomes the 3-channel float control image (near = white);
-    the photo itself is not denoised from. Subclasses name the parent's control argument."""
+def restore_size(images: Any, size: Tuple[int, int], output_type: str) -> Any:
+    """Resize generated images back to the input's (H, W)."""
+    height, width = size
+    if output_type == "latent" or images is None:
+        return images
+    if output_type == "pil":
+        return [im if im.size == (width, height) else im.resize((width, height), PIL.Image.LANCZOS) for im in images]
+    if output_type == "np":
+        if images.shape[1:3] == (height, width):
+            return images
+        t = torch.from_numpy(images).permute(0, 3, 1, 2)
+        t = F.interpolate(t, size=size, mode="bicubic", align_corners=False).clamp(0, 1)
+        return t.permute(0, 2, 3, 1).numpy()
+    if output_type == "pt":
+        if tuple(images.shape[-2:]) == size:
+            return images
+        return F.interpolate(images.float(), size=size, mode="bicubic", align_corners=False).clamp(0, 1)
+    return images
 
-    method_name = "controlnet"
 
-    def control_kwargs(self, control: torch.Tensor) -> Dict[str, Any]:
-        return {"image": control}
+def rgbd_disparity(depth_estimator: Any, images: Any, prepared: PreparedDepth, mode: Optional[str], output_type: str,
+                   settings: DepthSettings) -> Optional[torch.Tensor]:
+    """Disparity aligned with each output image, for RGBD results (see ``MidasPipelineOutput``)."""
+    if mode is None:
+        return None
+    if output_type == "latent":
+        raise ValueError("rgbd needs decoded images: use output_type 'pil', 'np' or 'pt'")
+    count = len(images)
+    if mode == "conditioning":
+        repeat = max(1, count // prepared.disparity.shape[0])
+        return prepared.disparity.repeat_interleave(repeat, dim=0)[:count]
+    if depth_estimator is None:
+        raise ValueError("rgbd='reestimate' needs a depth_estimator")
+    if output_type == "pt":
+        images = [im.float().clamp(0, 1).cpu() for im in images]
+    return torch.cat(depth_estimator.estimate(list(images), settings))
 
-    @torch.no_grad()
-    def __call__(
-        self,
-        prompt=None,
-        image=None,
-        depth_map: Optional[torch.Tensor] = None,
-        num_inference_steps: int = 50,
-        guidance_scale: Optional[float] = None,
-        *,
-        seed: Optional[int] = None,
-        generator=None,
-        processing_resolution: Optional[int] = None,
-        percentile: Optional[Tuple[float, float]] = None,
-        gamma: float = 1.0,
-        invert: bool = False,
-        background_mask=None,
-        background_weight: float = 0.0,
-        num_images_per_prompt: int = 1,
-        output_type: str = "pil",
-        return_dict: bool = True,
-        rgbd: Optional[str] = None,
-        **kwargs,
-    ):
-        """``image``: the photo whose depth conditions the result (or pass ``depth_map``, a disparity
-        (B,1,H,W) in [0,1]). Other keyword arguments go to the diffusers parent's ``__call__``
-        (``negative_prompt``, ``controlnet_conditioning_scale``, ``callback_on_step_end``, ...)."""
-        from .conditioning import control_image
 
-        if "strength" in kwargs:
-            raise ValueError("strength applies to depth2img only; ControlNet/adapters generate from noise")
-        settings, prepared, generator, seed = self.begin_midas_call(
-            image=image, depth_map=depth_map, num_inference_steps=num_inference_steps, strength=None,
-            guidance_scale=guidance_scale, num_images_per_prompt=num_images_per_prompt, rgbd=rgbd,
-            processing_resolution=processing_resolution, percentile=percentile, gamma=gamma, invert=invert,
-            background_mask=background_mask, background_weight=background_weight, seed=seed, generator=generator,
-            keep_image=False)
-        if guidance_scale is not None:
-            kwargs["guidance_scale"] = guidance_scale
-        height, width = prepared.work_size
-        control = control_image(prepared.work_disparity)
-        negative_prompt = kwargs.get("negative_prompt")  # as given, for the record
-        prompts = prompts_for_images(prompt, control.shape[0], kwargs)
-        result = super().__call__(
-            prompt=prompts,
-            height=height,
-            width=width,
-            num_inference_steps=num_inference_steps,
-            num_images_per_prompt=num_images_per_prompt,
-            generator=generator,
-            output_type=output_type,
-            return_dict=True,
-            **self.control_kwargs(control),
-            **kwargs,
-        )
-        record = dict(method=self.method_name, prompt=prompt, seed=seed, num_inference_steps=num_inference_steps,
-                      guidance_scale=guidance_scale, num_images_per_prompt=num_images_per_prompt,
-                      negative_prompt=negative_prompt)
-        return self.finish_midas_call(result.images, prepared, settings, rgbd=rgbd, output_type=output_type,
-                                      return_dict=return_dict, record=record)
+def midas_output(pipe: Any, images: Any, prepared: PreparedDepth, settings: DepthSettings, *, rgbd: Optional[str],
+                 output_type: str, return_dict: bool, record: Dict[str, Any]):
+    """Restore the photo's size, add the RGBD disparity, and build the typed output (or the tuple
+    ``(images, disparity)`` with ``return_dict=False``)."""
+    images = restore_size(images, prepared.size, output_type)
+    output_disparity = rgbd_disparity(pipe.depth_estimator, images, prepared, rgbd, output_type, settings)
+    if not return_dict:
+        return images, prepared.disparity
+    run_settings = dict(record, depth_model=getattr(pipe.depth_estimator, "model_name", None), **settings.__dict__,
+                        scheduler=type(pipe.scheduler).__name__)
+    return MidasPipelineOutput(images=images, disparity=prepared.disparity, settings=run_settings,
+                               output_disparity=output_disparity)

@@ -4,8 +4,8 @@ safetensors files are memory-mapped, so a loaded CPU tensor can start at any 8-b
 matrix kernels (oneDNN, MKL) take other code paths for unaligned memory, and the same weights then
 give results that differ in the last bits (about 1e-7 per layer): a reloaded pipeline would not
 reproduce its own images exactly. ``realign_weights`` copies just the unaligned tensors into
-freshly allocated (aligned) memory; GPU tensors and aligned ones are left as they are. Loaded
-pipelines do this on their first call, so a pipeline moved to a GPU first never copies anything.
+freshly allocated (aligned) memory; GPU tensors and aligned ones are left as they are. The MiDaS
+pipelines do this when they are loaded (``RealignOnLoad``).
 """
 
 from __future__ import annotations
@@ -27,25 +27,15 @@ def realign_weights(pipe):
     return pipe
 
 
-class ReproducibleLoadingMixin:
-    """``from_pretrained`` / ``from_single_file`` mark the pipeline; its first call realigns the
-    weights still on the CPU (``realign_once``). A pipeline moved to a GPU first pays nothing."""
-
-    _weights_to_realign = False
+class RealignOnLoad:
+    """``from_pretrained`` / ``from_single_file`` return the pipeline with its unaligned CPU weights
+    realigned (``realign_weights``), at load time: the pipeline that comes back reproduces the saved
+    one's images bit for bit (tests/test_pipelines.py round trips). Supplies nothing else."""
 
     @classmethod
     def from_pretrained(cls, *args, **kwargs):
-        pipe = super().from_pretrained(*args, **kwargs)
-        pipe._weights_to_realign = True
-        return pipe
+        return realign_weights(super().from_pretrained(*args, **kwargs))
 
     @classmethod
     def from_single_file(cls, *args, **kwargs):
-        pipe = super().from_single_file(*args, **kwargs)
-        pipe._weights_to_realign = True
-        return pipe
-
-    def realign_once(self) -> None:
-        if self._weights_to_realign:
-            realign_weights(self)
-            self._weights_to_realign = False
+        return realign_weights(super().from_single_file(*args, **kwargs))

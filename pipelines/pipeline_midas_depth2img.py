@@ -15,12 +15,13 @@ from diffusers.loaders import FromSingleFileMixin
 from diffusers.schedulers import KarrasDiffusionSchedulers
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from .components import MidasDepthEstimator
+from .components import DepthSettings, MidasDepthEstimator
 from .conditioning import depth2img_depth_map
-from .depth_conditioning import MidasDepthMixin, prompts_for_images
+from .depth_conditioning import check_call, generator_for, midas_output, prepare_depth, prompts_for_images
+from .loading import RealignOnLoad
 
 
-class MidasDepth2ImgPipeline(MidasDepthMixin, StableDiffusionDepth2ImgPipeline, FromSingleFileMixin):
+class MidasDepth2ImgPipeline(RealignOnLoad, StableDiffusionDepth2ImgPipeline, FromSingleFileMixin):
     r"""Restyle ``image`` with ``prompt`` while keeping its MiDaS depth.
 
     Args:
@@ -59,51 +60,39 @@ class MidasDepth2ImgPipeline(MidasDepthMixin, StableDiffusionDepth2ImgPipeline, 
         strength: float = 0.8,
         num_inference_steps: int = 50,
         guidance_scale: float = 7.5,
-        *,
-        seed: Optional[int] = None,
-        generator=None,
-        processing_resolution: Optional[int] = None,
-        percentile: Optional[Tuple[float, float]] = None,
-        gamma: float = 1.0,
-        invert: bool = False,
-        background_mask=None,
-        background_weight: float = 0.0,
+        negative_prompt=None,
         num_images_per_prompt: int = 1,
-        output_type: str = "pil",
-        return_dict: bool = True,
-        rgbd: Optional[str] = None,
+        *,
+        seed: Optional[int] = None, generator=None, output_type: str = "pil", return_dict: bool = True,
+        rgbd: Optional[str] = None, processing_resolution: Optional[int] = None,
+        percentile: Optional[Tuple[float, float]] = None, gamma: float = 1.0, invert: bool = False,
+        background_mask=None, background_weight: float = 0.0,
         **kwargs,
     ):
-        """``image``: the photo (PIL, numpy, tensor, path); ``depth_map``: an optional precomputed
-        disparity (B,1,H,W) in [0,1] at the photo's size; otherwise it is estimated (and cached).
-        Other keyword arguments go to diffusers' depth-to-image ``__call__``."""
-        settings, prepared, generator, seed = self.begin_midas_call(
-            image=image, depth_map=depth_map, num_inference_steps=num_inference_steps, strength=strength,
-            guidance_scale=guidance_scale, num_images_per_prompt=num_images_per_prompt, rgbd=rgbd,
-            processing_resolution=processing_resolution, percentile=percentile, gamma=gamma, invert=invert,
-            background_mask=background_mask, background_weight=background_weight, seed=seed, generator=generator,
-            keep_image=True)
-        parent_image, depth = _one_per_prompt(prompt, prepared.image, depth2img_depth_map(prepared.work_disparity))
-        negative_prompt = kwargs.get("negative_prompt")  # as given, for the record
-        prompts = prompts_for_images(prompt, depth.shape[0], kwargs)
+        """``image``: the photo (PIL, numpy, tensor, path), denoised from at ``strength``; ``depth_map``:
+        an optional precomputed disparity (B,1,H,W) in [0,1] at the photo's size, otherwise it is
+        estimated (and cached). Other keyword arguments go to diffusers' depth-to-image ``__call__``."""
+        check_call(num_inference_steps=num_inference_steps, strength=strength, guidance_scale=guidance_scale,
+                   num_images_per_prompt=num_images_per_prompt, rgbd=rgbd)
+        settings = DepthSettings(processing_resolution, percentile, gamma, invert)
+        depth = prepare_depth(self.depth_estimator, image, depth_map, settings, background_mask, background_weight,
+                              multiple=int(self.vae_scale_factor), keep_image=True)
+        generator, seed = generator_for(seed, generator)
+        parent_image, depth_mask = _one_per_prompt(prompt, depth.image, depth2img_depth_map(depth.work_disparity))
+        if negative_prompt is not None:
+            kwargs["negative_prompt"] = negative_prompt
+        prompts = prompts_for_images(prompt, depth_mask.shape[0], kwargs)
         result = super().__call__(
-            prompt=prompts,
-            image=parent_image,
-            depth_map=depth,
-            strength=strength,
-            num_inference_steps=num_inference_steps,
-            guidance_scale=guidance_scale,
-            num_images_per_prompt=num_images_per_prompt,
-            generator=generator,
-            output_type=output_type,
-            return_dict=True,
-            **kwargs,
+            prompt=prompts, image=parent_image, depth_map=depth_mask, strength=strength,
+            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+            num_images_per_prompt=num_images_per_prompt, generator=generator, output_type=output_type,
+            return_dict=True, **kwargs,
         )
         record = dict(method="depth2img", prompt=prompt, seed=seed, strength=strength,
                       num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
                       num_images_per_prompt=num_images_per_prompt, negative_prompt=negative_prompt)
-        return self.finish_midas_call(result.images, prepared, settings, rgbd=rgbd, output_type=output_type,
-                                      return_dict=return_dict, record=record)
+        return midas_output(self, result.images, depth, settings, rgbd=rgbd, output_type=output_type,
+                            return_dict=return_dict, record=record)
 
 
 def _one_per_prompt(prompt: Any, image: Any, depth: torch.Tensor) -> Tuple[Any, torch.Tensor]:

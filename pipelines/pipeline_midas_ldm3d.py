@@ -21,7 +21,7 @@ from diffusers.utils import BaseOutput
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from .depth_conditioning import generator_for
-from .loading import ReproducibleLoadingMixin
+from .loading import RealignOnLoad
 
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 
@@ -50,7 +50,7 @@ class RGBDPipelineOutput(BaseOutput):
     settings: Dict[str, Any] = field(default_factory=dict)
 
 
-class MidasLDM3DPipeline(ReproducibleLoadingMixin, StableDiffusionPipeline):
+class MidasLDM3DPipeline(RealignOnLoad, StableDiffusionPipeline):
     """Text to RGB + depth with an LDM3D UNet/VAE (4 or 6 VAE output channels)."""
 
     _optional_components = ["safety_checker", "feature_extractor", "image_encoder"]
@@ -104,7 +104,6 @@ class MidasLDM3DPipeline(ReproducibleLoadingMixin, StableDiffusionPipeline):
             raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
         if not isinstance(num_inference_steps, int) or num_inference_steps < 1:
             raise ValueError(f"num_inference_steps must be an integer >= 1, got {num_inference_steps!r}")
-        self.realign_once()
         generator, seed = generator_for(seed, generator)
         latents = super().__call__(
             prompt=prompt, height=height, width=width, num_inference_steps=num_inference_steps,

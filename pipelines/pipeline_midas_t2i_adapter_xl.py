@@ -4,17 +4,20 @@ zoo disparity as a float control image."""
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
+import torch
 from diffusers import AutoencoderKL, StableDiffusionXLAdapterPipeline, T2IAdapter, UNet2DConditionModel
 from diffusers.schedulers import KarrasDiffusionSchedulers
 from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-from .components import MidasDepthEstimator
-from .depth_conditioning import MidasControlMixin
+from .components import DepthSettings, MidasDepthEstimator
+from .conditioning import control_image
+from .depth_conditioning import check_call, generator_for, midas_output, prepare_depth, prompts_for_images
+from .loading import RealignOnLoad
 
 
-class MidasT2IAdapterXLPipeline(MidasControlMixin, StableDiffusionXLAdapterPipeline):
+class MidasT2IAdapterXLPipeline(RealignOnLoad, StableDiffusionXLAdapterPipeline):
     """SDXL + depth T2I-Adapter; the photo's zoo disparity is the adapter's input."""
 
     _optional_components = ["tokenizer", "tokenizer_2", "text_encoder", "text_encoder_2", "feature_extractor",
@@ -48,4 +51,52 @@ class MidasT2IAdapterXLPipeline(MidasControlMixin, StableDiffusionXLAdapterPipel
         """The adapter downsamples its input by ``total_downscale_factor`` (32 for the SDXL depth
         adapters) and its features must meet the UNet's: sizes snap to that and the VAE's factor."""
         adapter_factor = int(getattr(self.adapter, "total_downscale_factor", 1))
-        return math.lcm(super().size_multiple(), adapter_factor)
+        return math.lcm(int(self.vae_scale_factor), adapter_factor)
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt=None,
+        image=None,
+        depth_map: Optional[torch.Tensor] = None,
+        num_inference_steps: int = 50,
+        guidance_scale: float = 5.0,
+        adapter_conditioning_scale: float = 1.0,
+        adapter_conditioning_factor: float = 1.0,
+        *,
+        prompt_2=None, num_images_per_prompt: int = 1, seed: Optional[int] = None, generator=None,
+        output_type: str = "pil", return_dict: bool = True, rgbd: Optional[str] = None,
+        processing_resolution: Optional[int] = None, percentile: Optional[Tuple[float, float]] = None,
+        gamma: float = 1.0, invert: bool = False, background_mask=None, background_weight: float = 0.0,
+        **kwargs,
+    ):
+        """``image``: the photo whose depth feeds the adapter (or ``depth_map``, a disparity (B,1,H,W)
+        in [0,1]); depth controls as in ``MidasControlNetPipeline``; the working size is a multiple of
+        ``size_multiple()``. Other keyword arguments go to ``StableDiffusionXLAdapterPipeline.__call__``."""
+        if "strength" in kwargs:
+            raise ValueError("strength applies to depth2img only; the T2I-Adapter generates from noise")
+        check_call(num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+                   num_images_per_prompt=num_images_per_prompt, rgbd=rgbd)
+        settings = DepthSettings(processing_resolution, percentile, gamma, invert)
+        depth = prepare_depth(self.depth_estimator, image, depth_map, settings, background_mask, background_weight,
+                              multiple=self.size_multiple(), keep_image=False)
+        generator, seed = generator_for(seed, generator)
+        control = control_image(depth.work_disparity)
+        negative_prompt = kwargs.get("negative_prompt")  # as given, for the record
+        if prompt_2 is not None:
+            kwargs["prompt_2"] = prompt_2
+        prompts = prompts_for_images(prompt, control.shape[0], kwargs)
+        height, width = depth.work_size
+        result = super().__call__(
+            prompt=prompts, image=control, height=height, width=width, num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale, adapter_conditioning_scale=adapter_conditioning_scale,
+            adapter_conditioning_factor=adapter_conditioning_factor, num_images_per_prompt=num_images_per_prompt,
+            generator=generator, output_type=output_type, return_dict=True, **kwargs,
+        )
+        record = dict(method=self.method_name, prompt=prompt, prompt_2=prompt_2, seed=seed,
+                      num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+                      adapter_conditioning_scale=adapter_conditioning_scale,
+                      adapter_conditioning_factor=adapter_conditioning_factor,
+                      num_images_per_prompt=num_images_per_prompt, negative_prompt=negative_prompt)
+        return midas_output(self, result.images, depth, settings, rgbd=rgbd, output_type=output_type,
+                            return_dict=return_dict, record=record)
