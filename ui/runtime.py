@@ -1,25 +1,23 @@
-"""Host-free helpers the front ends share: a cache of loaded depth models and frame-wise depth.
+"""Host-free helpers the front ends share: loading depth models through the one model cache, and
+frame-wise depth.
 
-A model is loaded once per (name or path, device, dtype, weights folder) and reused by every node
-execution, preprocessor call and tab click; ``cache_info()["loads"]`` counts real loads.
+Every front end loads through ``load_estimator``, which keeps models in a
+``midas_diffusion.cache.ModelCache`` (default: the process-wide one, shared with ``pipeline()``):
+a model is loaded once per (name or path, device, dtype, weights folder) and reused by every node
+execution, preprocessor call and tab click, at most two depth models at a time.
 """
 
 from __future__ import annotations
 
 import os
-import threading
-from pathlib import Path
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, Optional, Union
 
 import torch
 
 from midas_diffusion import DepthEstimator
+from midas_diffusion.cache import ModelCache, default_cache, load_depth_model
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-_MODELS: Dict[tuple, DepthEstimator] = {}
-_LOCK = threading.Lock()
-_STATS = {"loads": 0}
 
 
 def resolve_device(device: Union[str, torch.device, None] = "auto") -> torch.device:
@@ -44,47 +42,31 @@ def resolve_dtype(dtype: Union[str, torch.dtype, None]) -> torch.dtype:
     return DTYPES[dtype]
 
 
-def _source_key(name_or_path: str) -> Tuple[str, float]:
-    """A path is keyed by its absolute form and modification time (a rewritten file reloads)."""
-    if os.path.exists(name_or_path):
-        path = Path(name_or_path).resolve()
-        target = path / "model.safetensors" if path.is_dir() else path
-        return str(path), target.stat().st_mtime if target.exists() else 0.0
-    return name_or_path, 0.0
-
-
 def load_estimator(
     name_or_path: str,
     device: Union[str, torch.device, None] = "auto",
     dtype: Union[str, torch.dtype, None] = "float32",
     weights_dir: Optional[Union[str, os.PathLike]] = None,
+    cache: Optional[ModelCache] = None,
 ) -> DepthEstimator:
     """A zoo name, checkpoint file or saved folder as a ``DepthEstimator`` on ``device``/``dtype``,
-    loaded once and then served from the cache."""
+    loaded once and then served from ``cache`` (default: the process-wide cache)."""
     if not name_or_path:
         raise ValueError("no depth model given: pick a zoo model or give a checkpoint file or folder")
-    device_t, dtype_t = resolve_device(device), resolve_dtype(dtype)
-    weights = str(Path(weights_dir).expanduser().resolve()) if weights_dir else os.environ.get("MIDAS_DIFFUSION_WEIGHTS", "")
-    key = (*_source_key(str(name_or_path)), str(device_t), str(dtype_t), weights)
-    with _LOCK:
-        est = _MODELS.get(key)
-        if est is None:
-            est = DepthEstimator.from_pretrained(str(name_or_path), weights_dir=weights_dir or None)
-            est.to(device_t, dtype_t)
-            _MODELS[key] = est
-            _STATS["loads"] += 1
-        return est
+    weights = os.path.abspath(os.path.expanduser(str(weights_dir))) if weights_dir else None
+    return load_depth_model(str(name_or_path), device=resolve_device(device), dtype=resolve_dtype(dtype),
+                            weights_dir=weights, cache=cache)
 
 
-def cache_info() -> Dict[str, Any]:
-    """``{"loads": real loads so far, "cached": models held now}``."""
-    return {"loads": _STATS["loads"], "cached": len(_MODELS)}
+def cache_info(cache: Optional[ModelCache] = None) -> Dict[str, Any]:
+    """``{"loads": real loads so far, "cached": depth models held now, ...}`` (the cache's counts)."""
+    counts = (cache or default_cache()).counts()
+    return dict(counts, cached=counts["depth"])
 
 
-def clear_models() -> None:
-    """Forget every cached model (their memory is freed once nothing else holds them)."""
-    with _LOCK:
-        _MODELS.clear()
+def clear_models(cache: Optional[ModelCache] = None) -> None:
+    """Forget every cached depth model (their memory is freed once nothing else holds them)."""
+    (cache or default_cache()).clear("depth")
 
 
 def at_resolution(est: DepthEstimator, resolution: Optional[int]) -> DepthEstimator:
