@@ -6,7 +6,7 @@
 """
 
 from . import zoo as _zoo  # registers the models
-from ._registry import get_model_spec, list_models
+from ._registry import DEFAULT_MODEL, get_model_spec, list_models
 from .checkpoints import CheckpointError
 from .config import ModelSpec, PreprocessConfig, WeightFile
 from .estimator import DepthEstimator
@@ -17,6 +17,7 @@ from .transforms import network_input_size, normalize_disparity
 from .weights import WeightsNotFoundError, default_weights_dir
 
 __all__ = [
+    "DEFAULT_MODEL",
     "CheckpointError",
     "DepthEstimator",
     "DepthOutput",

@@ -7,6 +7,8 @@ from typing import Dict, List
 
 from .config import ModelSpec
 
+DEFAULT_MODEL = "dpt_beit_large_512"  # the best of the zoo; every front end's default depth model
+
 _SPECS: Dict[str, ModelSpec] = {}
 _ALIASES: Dict[str, str] = {}
 

@@ -3,30 +3,39 @@
 >>> from midas_diffusion.pipelines import pipeline
 >>> out = pipeline(photo, "a watercolor castle", method="controlnet", depth_model="dpt_swin2_tiny_256")  # doctest: +SKIP
 >>> out.images[0], out.disparity, out.settings["seed"]                                                   # doctest: +SKIP
+
+The names below are imported on first use, so ``midas_diffusion.pipelines.methods`` (plain data)
+is importable where diffusers is not installed.
 """
 
-from .api import METHODS, clear_cache, load_pipeline, pipeline
-from .components import DepthSettings, MidasDepthEstimator
-from .depth_conditioning import MidasPipelineOutput
-from .pipeline_midas_controlnet import MidasControlNetPipeline
-from .pipeline_midas_controlnet_sdxl import MidasControlNetUnionXLPipeline, MidasControlNetXLPipeline
-from .pipeline_midas_depth2img import MidasDepth2ImgPipeline
-from .pipeline_midas_ldm3d import MidasLDM3DPipeline, RGBDPipelineOutput
-from .pipeline_midas_t2i_adapter_xl import MidasT2IAdapterXLPipeline
+from importlib import import_module
 
-__all__ = [
-    "METHODS",
-    "DepthSettings",
-    "MidasControlNetPipeline",
-    "MidasControlNetUnionXLPipeline",
-    "MidasControlNetXLPipeline",
-    "MidasDepth2ImgPipeline",
-    "MidasDepthEstimator",
-    "MidasLDM3DPipeline",
-    "MidasPipelineOutput",
-    "MidasT2IAdapterXLPipeline",
-    "RGBDPipelineOutput",
-    "clear_cache",
-    "load_pipeline",
-    "pipeline",
-]
+_EXPORTS = {
+    "METHODS": "methods",
+    "DepthSettings": "components",
+    "MidasControlNetPipeline": "pipeline_midas_controlnet",
+    "MidasControlNetUnionXLPipeline": "pipeline_midas_controlnet_sdxl",
+    "MidasControlNetXLPipeline": "pipeline_midas_controlnet_sdxl",
+    "MidasDepth2ImgPipeline": "pipeline_midas_depth2img",
+    "MidasDepthEstimator": "components",
+    "MidasLDM3DPipeline": "pipeline_midas_ldm3d",
+    "MidasPipelineOutput": "depth_conditioning",
+    "MidasT2IAdapterXLPipeline": "pipeline_midas_t2i_adapter_xl",
+    "RGBDPipelineOutput": "pipeline_midas_ldm3d",
+    "clear_cache": "api",
+    "load_pipeline": "api",
+    "pipeline": "api",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

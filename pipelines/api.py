@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import random
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional, Type, Union
 
@@ -19,40 +18,12 @@ import torch
 from midas_diffusion import DepthEstimator
 from midas_diffusion.cache import ModelCache, default_cache, load_depth_model
 
+from midas_diffusion import DEFAULT_MODEL as DEFAULT_DEPTH_MODEL
+
 from .components import MidasDepthEstimator
 from .depth_conditioning import MidasPipelineOutput
+from .methods import DEFAULT_METHOD, METHODS, MethodSpec, get_method
 
-
-@dataclass(frozen=True)
-class MethodSpec:
-    """A conditioning method: its pipeline class, default base and control model."""
-
-    name: str
-    pipeline_class: str  # attribute of the ``pipelines`` package
-    default_base: str
-    control_kind: Optional[str] = None  # "controlnet" | "controlnet_union" | "adapter"
-    default_control: Optional[str] = None
-    description: str = ""
-
-
-METHODS: Dict[str, MethodSpec] = {
-    m.name: m
-    for m in (
-        MethodSpec("depth2img", "MidasDepth2ImgPipeline", "sd2-community/stable-diffusion-2-depth",
-                   description="SD2 depth UNet (5 input channels); strength controls how much changes"),
-        MethodSpec("controlnet", "MidasControlNetPipeline", "stable-diffusion-v1-5/stable-diffusion-v1-5",
-                   "controlnet", "lllyasviel/control_v11f1p_sd15_depth", "SD 1.5 + depth ControlNet"),
-        MethodSpec("controlnet-sdxl", "MidasControlNetXLPipeline", "stabilityai/stable-diffusion-xl-base-1.0",
-                   "controlnet", "diffusers/controlnet-depth-sdxl-1.0", "SDXL + depth ControlNet"),
-        MethodSpec("controlnet-union", "MidasControlNetUnionXLPipeline", "stabilityai/stable-diffusion-xl-base-1.0",
-                   "controlnet_union", "xinsir/controlnet-union-sdxl-1.0", "SDXL + ControlNet-Union (depth mode)"),
-        MethodSpec("t2i-adapter", "MidasT2IAdapterXLPipeline", "stabilityai/stable-diffusion-xl-base-1.0",
-                   "adapter", "TencentARC/t2i-adapter-depth-midas-sdxl-1.0", "SDXL + depth T2I-Adapter"),
-    )
-}
-DEFAULT_DEPTH_MODEL = "dpt_beit_large_512"
-METHOD_NAMES = tuple(METHODS)
-DEFAULT_METHOD = "controlnet"
 
 CacheArg = Union[ModelCache, bool, None]
 
@@ -222,12 +193,6 @@ def cached_base_config(method: str) -> Optional[str]:
 
 def _load_error(base: str, what: str, exc: Exception) -> ValueError:
     return ValueError(f"cannot load base {base!r} for {what}: {str(exc).splitlines()[0]}")
-
-
-def get_method(method: str) -> MethodSpec:
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    return METHODS[method]
 
 
 def _cast(module: torch.nn.Module, dtype: Optional[torch.dtype]) -> torch.nn.Module:

@@ -12,19 +12,21 @@ from pathlib import Path
 
 
 def add_parsers(sub) -> None:
-    from midas_diffusion.cli import _parse_percentile
+    from midas_diffusion import DEFAULT_MODEL
+    from midas_diffusion.cli import _parse_percentile, parse_export_formats
 
-    from .api import METHODS, SCHEDULERS
+    from .api import SCHEDULERS
+    from .methods import DEFAULT_METHOD, METHODS
 
     p = sub.add_parser("stylize", help="restyle a photo with a prompt, keeping its depth")
     p.add_argument("image")
     p.add_argument("prompt")
     p.add_argument("-o", "--output", required=True, help="output PNG (several images: OUT-0.png, OUT-1.png, ...)")
-    p.add_argument("--method", choices=list(METHODS), default="controlnet")
+    p.add_argument("--method", choices=list(METHODS), default=DEFAULT_METHOD)
     p.add_argument("--base", default=None, help="hub id, diffusers folder or single-file .safetensors")
     p.add_argument("--single-file-config", default=None, help="local diffusers folder for a single-file base")
     p.add_argument("--control-model", default=None, help="ControlNet / adapter id or folder (default per method)")
-    p.add_argument("--depth-model", default=None, help="zoo model (default: the base's own, else dpt_beit_large_512)")
+    p.add_argument("--depth-model", default=None, help=f"zoo model (default: the base's own, else {DEFAULT_MODEL})")
     p.add_argument("--negative-prompt", default=None)
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--guidance", type=float, default=None)
@@ -43,7 +45,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--attention-slicing", action="store_true")
     p.add_argument("--vae-tiling", action="store_true")
     p.add_argument("--save-depth", action="store_true", help="also write OUT-depth.png (16-bit disparity)")
-    p.add_argument("--export", type=_parse_exports, default=[], help="also write OUT.ply / OUT.glb (comma list)")
+    p.add_argument("--export", type=parse_export_formats, default=[], help="also write OUT.ply / OUT.glb (comma list)")
     p.add_argument("--rgbd-depth", choices=["conditioning", "reestimate"], default="conditioning",
                    help="depth of the exported RGBD: the conditioning disparity or one re-estimated on the result")
     _add_geometry_arguments(p)
@@ -61,7 +63,7 @@ def add_parsers(sub) -> None:
     r.add_argument("--guidance", type=float, default=5.0)
     r.add_argument("--seed", type=int, default=None)
     _add_device_arguments(r)
-    r.add_argument("--export", type=_parse_exports, default=[], help="comma list of ply, glb")
+    r.add_argument("--export", type=parse_export_formats, default=[], help="comma list of ply, glb")
     _add_geometry_arguments(r)
     r.add_argument("--overwrite", action="store_true")
     r.set_defaults(func=run_rgbd)
@@ -84,14 +86,6 @@ def device_and_dtype(device: str, dtype: str):
     if dtype == "auto":
         dtype = "float16" if str(device).startswith("cuda") else "float32"
     return device, getattr(torch, dtype)
-
-
-def _parse_exports(text: str):
-    formats = [f.strip() for f in text.split(",") if f.strip()]
-    bad = [f for f in formats if f not in ("ply", "glb")]
-    if bad:
-        raise argparse.ArgumentTypeError(f"unknown export format(s) {bad}; choose from ply, glb")
-    return formats
 
 
 def _add_geometry_arguments(p) -> None:

@@ -23,7 +23,7 @@ import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 
-from midas_diffusion import DepthEstimator, get_model_spec
+from midas_diffusion import DEFAULT_MODEL, DepthEstimator, get_model_spec
 from midas_diffusion.images import DEFAULT_MAX_PIXELS, to_rgb_tensors
 
 WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
@@ -63,7 +63,7 @@ class MidasDepthEstimator(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(
         self,
-        model_name: str = "dpt_beit_large_512",
+        model_name: str = DEFAULT_MODEL,
         reduced: bool = False,
         max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
         cache_size: int = 16,

@@ -11,14 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple
 
-from midas_diffusion import list_models
+from midas_diffusion import DEFAULT_MODEL, list_models
+from midas_diffusion.pipelines.methods import DEFAULT_METHOD, METHODS
+from midas_diffusion.rgbd import EXPORT_FORMATS
 
 KINDS = ("int", "float", "bool", "choice", "string")
 
-# the conditioning methods of ``pipelines.METHODS`` (a test checks they agree; kept literal here so
-# that building the controls does not import diffusers)
-METHOD_CHOICES = ("controlnet", "depth2img", "controlnet-sdxl", "controlnet-union", "t2i-adapter")
-DEFAULT_DEPTH_MODEL = "dpt_beit_large_512"
+# one definition each (the methods are plain data: building the controls does not import diffusers)
+METHOD_CHOICES = tuple(METHODS)
+DEFAULT_DEPTH_MODEL = DEFAULT_MODEL
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ PARAMS: Tuple[ParamSpec, ...] = (
     P("background_weight", "Background weight", "float", 0.0, 0.0, 1.0, 0.05,
       help="with a subject mask: 0 flattens the background, 1 keeps its depth"),
     # stylize: the diffusion call
-    P("method", "Method", "choice", "controlnet", choices=METHOD_CHOICES, group="stylize",
+    P("method", "Method", "choice", DEFAULT_METHOD, choices=METHOD_CHOICES, group="stylize",
       help="depth conditioning: depth2img (SD2), ControlNet (SD1.5/SDXL), Union, T2I-Adapter"),
     P("base", "Base model", "string", "", group="stylize",
       help="hub id, diffusers folder or single-file checkpoint; empty = the method's default"),
@@ -108,7 +109,7 @@ PARAMS: Tuple[ParamSpec, ...] = (
     P("height", "Height", "int", 512, 64, 2048, 8, group="rgbd", help="output height (multiple of 8)"),
     P("batch_size", "Batch size", "int", 1, 1, 16, 1, group="rgbd", help="images per prompt"),
     # export: RGBD to PLY/GLB
-    P("format", "Format", "choice", "ply", choices=("ply", "glb"), group="export",
+    P("format", "Format", "choice", EXPORT_FORMATS[0], choices=EXPORT_FORMATS, group="export",
       help="ply = colored point cloud, glb = mesh"),
     P("fov_deg", "Field of view (deg)", "float", 60.0, 10.0, 150.0, 1.0, group="export",
       help="camera field of view along the longer side"),
