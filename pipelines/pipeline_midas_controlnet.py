@@ -54,20 +54,12 @@ class MidasControlNetPipeline(RealignOnLoad, StableDiffusionControlNetPipeline):
 
     @torch.no_grad()
     def __call__(
-        self,
-        prompt=None,
-        image=None,
-        depth_map: Optional[torch.Tensor] = None,
-        num_inference_steps: int = 50,
-        guidance_scale: float = 7.5,
-        controlnet_conditioning_scale: float = 1.0,
-        num_images_per_prompt: int = 1,
-        *,
-        seed: Optional[int] = None, generator=None, output_type: str = "pil", return_dict: bool = True,
-        processing_resolution: Optional[int] = None, percentile: Optional[Tuple[float, float]] = None,
-        gamma: float = 1.0, invert: bool = False, background_mask=None, background_weight: float = 0.0,
-        rgbd: Optional[str] = None,
-        **kwargs,
+        self, prompt=None, image=None, depth_map: Optional[torch.Tensor] = None,
+        num_inference_steps: int = 50, guidance_scale: float = 7.5, controlnet_conditioning_scale: float = 1.0,
+        num_images_per_prompt: int = 1, *, seed: Optional[int] = None, generator=None,
+        processing_resolution: Optional[int] = None, percentile: Optional[Tuple[float, float]] = None, gamma: float = 1.0,
+        invert: bool = False, background_mask=None, background_weight: float = 0.0, rgbd: Optional[str] = None,
+        output_type: str = "pil", return_dict: bool = True, **kwargs,
     ):
         """``image``: the photo whose depth conditions the result (or pass ``depth_map``, a disparity
         (B,1,H,W) in [0,1]); the depth controls (``processing_resolution``, ``percentile``, ``gamma``,

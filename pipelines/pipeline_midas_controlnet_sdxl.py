@@ -57,20 +57,12 @@ class MidasControlNetXLPipeline(RealignOnLoad, StableDiffusionXLControlNetPipeli
 
     @torch.no_grad()
     def __call__(
-        self,
-        prompt=None,
-        image=None,
-        depth_map: Optional[torch.Tensor] = None,
-        prompt_2=None,
-        num_inference_steps: int = 50,
-        guidance_scale: float = 5.0,
-        controlnet_conditioning_scale: float = 1.0,
-        *,
-        num_images_per_prompt: int = 1, seed: Optional[int] = None, generator=None, output_type: str = "pil",
-        return_dict: bool = True, rgbd: Optional[str] = None,
+        self, prompt=None, image=None, depth_map: Optional[torch.Tensor] = None, prompt_2=None,
+        num_inference_steps: int = 50, guidance_scale: float = 5.0, controlnet_conditioning_scale: float = 1.0,
+        *, num_images_per_prompt: int = 1, seed: Optional[int] = None, generator=None, rgbd: Optional[str] = None,
         processing_resolution: Optional[int] = None, percentile: Optional[Tuple[float, float]] = None,
         gamma: float = 1.0, invert: bool = False, background_mask=None, background_weight: float = 0.0,
-        **kwargs,
+        output_type: str = "pil", return_dict: bool = True, **kwargs,
     ):
         """``image``: the photo whose depth is the control image (or ``depth_map``, a disparity (B,1,H,W)
         in [0,1]); depth controls as in ``MidasControlNetPipeline``. Other keyword arguments go to
@@ -136,19 +128,12 @@ class MidasControlNetUnionXLPipeline(RealignOnLoad, StableDiffusionXLControlNetU
 
     @torch.no_grad()
     def __call__(
-        self,
-        prompt=None,
-        image=None,
-        depth_map: Optional[torch.Tensor] = None,
-        num_inference_steps: int = 50,
-        guidance_scale: float = 5.0,
-        controlnet_conditioning_scale: float = 1.0,
-        *,
-        prompt_2=None, num_images_per_prompt: int = 1, seed: Optional[int] = None, generator=None,
-        output_type: str = "pil", return_dict: bool = True, rgbd: Optional[str] = None,
-        processing_resolution: Optional[int] = None, percentile: Optional[Tuple[float, float]] = None,
-        gamma: float = 1.0, invert: bool = False, background_mask=None, background_weight: float = 0.0,
-        **kwargs,
+        self, prompt=None, image=None, depth_map: Optional[torch.Tensor] = None, num_inference_steps: int = 50,
+        guidance_scale: float = 5.0, controlnet_conditioning_scale: float = 1.0, *, prompt_2=None,
+        num_images_per_prompt: int = 1, seed: Optional[int] = None, generator=None, output_type: str = "pil",
+        return_dict: bool = True, rgbd: Optional[str] = None, processing_resolution: Optional[int] = None,
+        percentile: Optional[Tuple[float, float]] = None, gamma: float = 1.0, invert: bool = False,
+        background_mask=None, background_weight: float = 0.0, **kwargs,
     ):
         """As ``MidasControlNetXLPipeline``; the disparity goes to the Union ControlNet as its depth
         control (``control_mode`` 1). Other keyword arguments go to

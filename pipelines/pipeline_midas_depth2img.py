@@ -53,21 +53,12 @@ class MidasDepth2ImgPipeline(RealignOnLoad, StableDiffusionDepth2ImgPipeline, Fr
 
     @torch.no_grad()
     def __call__(
-        self,
-        prompt=None,
-        image=None,
-        depth_map: Optional[torch.Tensor] = None,
-        strength: float = 0.8,
-        num_inference_steps: int = 50,
-        guidance_scale: float = 7.5,
-        negative_prompt=None,
-        num_images_per_prompt: int = 1,
-        *,
-        seed: Optional[int] = None, generator=None, output_type: str = "pil", return_dict: bool = True,
-        rgbd: Optional[str] = None, processing_resolution: Optional[int] = None,
-        percentile: Optional[Tuple[float, float]] = None, gamma: float = 1.0, invert: bool = False,
-        background_mask=None, background_weight: float = 0.0,
-        **kwargs,
+        self, prompt=None, image=None, depth_map: Optional[torch.Tensor] = None, strength: float = 0.8,
+        num_inference_steps: int = 50, guidance_scale: float = 7.5, negative_prompt=None, num_images_per_prompt: int = 1,
+        *, seed: Optional[int] = None, generator=None, output_type: str = "pil", return_dict: bool = True,
+        processing_resolution: Optional[int] = None, percentile: Optional[Tuple[float, float]] = None,
+        gamma: float = 1.0, invert: bool = False, background_mask=None, background_weight: float = 0.0,
+        rgbd: Optional[str] = None, **kwargs,
     ):
         """``image``: the photo (PIL, numpy, tensor, path), denoised from at ``strength``; ``depth_map``:
         an optional precomputed disparity (B,1,H,W) in [0,1] at the photo's size, otherwise it is

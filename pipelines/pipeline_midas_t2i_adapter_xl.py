@@ -55,20 +55,13 @@ class MidasT2IAdapterXLPipeline(RealignOnLoad, StableDiffusionXLAdapterPipeline)
 
     @torch.no_grad()
     def __call__(
-        self,
-        prompt=None,
-        image=None,
-        depth_map: Optional[torch.Tensor] = None,
-        num_inference_steps: int = 50,
-        guidance_scale: float = 5.0,
-        adapter_conditioning_scale: float = 1.0,
-        adapter_conditioning_factor: float = 1.0,
-        *,
-        prompt_2=None, num_images_per_prompt: int = 1, seed: Optional[int] = None, generator=None,
-        output_type: str = "pil", return_dict: bool = True, rgbd: Optional[str] = None,
+        self, prompt=None, image=None, depth_map: Optional[torch.Tensor] = None,
+        num_inference_steps: int = 50, guidance_scale: float = 5.0,
+        adapter_conditioning_scale: float = 1.0, adapter_conditioning_factor: float = 1.0,
+        *, prompt_2=None, num_images_per_prompt: int = 1, seed: Optional[int] = None, generator=None,
         processing_resolution: Optional[int] = None, percentile: Optional[Tuple[float, float]] = None,
         gamma: float = 1.0, invert: bool = False, background_mask=None, background_weight: float = 0.0,
-        **kwargs,
+        rgbd: Optional[str] = None, output_type: str = "pil", return_dict: bool = True, **kwargs,
     ):
         """``image``: the photo whose depth feeds the adapter (or ``depth_map``, a disparity (B,1,H,W)
         in [0,1]); depth controls as in ``MidasControlNetPipeline``; the working size is a multiple of
