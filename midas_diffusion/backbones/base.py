@@ -1,8 +1,8 @@
-"""What every encoder shares: the config protocol and the timm factory call."""
+"""What every encoder shares: the config protocol, the timm factory call, computed buffers."""
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Protocol, Tuple
+from typing import Any, Dict, List, Protocol, Tuple
 
 import timm
 import torch
@@ -15,8 +15,10 @@ class EncoderConfig(Protocol):
     ``build()`` returns an ``nn.Module`` whose ``forward(x)`` gives the feature levels (NCHW,
     fine to coarse) that the decoder's ``layerN_rn`` convs take; ``out_channels`` are their
     widths. ``filter_checkpoint`` maps an official MiDaS state dict (keys relative to
-    ``pretrained.``) to this module's keys, dropping only what ``droppable`` names.
-    ``reduced()`` gives a tiny config of the same family for fast tests.
+    ``pretrained.``) to this module's keys by name (never by position), dropping only classifier
+    heads and computed buffers, by explicit rules. ``reduced()`` gives a tiny config of the same
+    family for fast tests. Families with transformers DPT checkpoints also define
+    ``transformers_backbone()`` (see ``transformers_dpt.py``).
     """
 
     out_channels: Tuple[int, ...]
@@ -33,42 +35,6 @@ def create_timm_model(name: str, overrides: Tuple[Tuple[str, Any], ...] = (), **
     return timm.create_model(name, pretrained=False, **dict(overrides), **kwargs)
 
 
-def strip_prefix(state_dict: Mapping[str, torch.Tensor], prefix: str) -> Dict[str, torch.Tensor]:
-    return {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
-
-
-def add_prefix(state_dict: Mapping[str, torch.Tensor], prefix: str) -> Dict[str, torch.Tensor]:
-    return {prefix + k: v for k, v in state_dict.items()}
-
-
-def drop_keys(state_dict: Mapping[str, torch.Tensor], prefixes: Tuple[str, ...] = (), suffixes: Tuple[str, ...] = ()):
-    """Remove classifier heads (by prefix) and computed buffers (by suffix)."""
-    return {
-        k: v
-        for k, v in state_dict.items()
-        if not any(k.startswith(p) for p in prefixes) and not any(k.endswith(s) for s in suffixes)
-    }
-
-
-def map_by_order(state_dict: Mapping[str, torch.Tensor], module: nn.Module) -> Dict[str, torch.Tensor]:
-    """Rename checkpoint keys to ``module``'s keys by position, checking every shape.
-
-    Used where timm renamed a whole model (LeViT's flat ``blocks`` became ``stages``; the
-    Next-ViT repository's ``features`` became timm's ``stages``) but kept the tensor order.
-    """
-    target = module.state_dict()
-    if len(target) != len(state_dict):
-        raise KeyError(
-            f"checkpoint has {len(state_dict)} backbone tensors where the model has {len(target)}"
-        )
-    out = {}
-    for (src_key, value), (dst_key, ref) in zip(state_dict.items(), target.items()):
-        if tuple(value.shape) != tuple(ref.shape):
-            raise KeyError(f"checkpoint tensor {src_key} {tuple(value.shape)} does not fit {dst_key} {tuple(ref.shape)}")
-        out[dst_key] = value
-    return out
-
-
 def tokens_to_grid(tokens: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
     """(B, N, C) -> (B, C, h, w)."""
     b, n, c = tokens.shape
@@ -78,3 +44,33 @@ def tokens_to_grid(tokens: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
 
 
 FeatureList = List[torch.Tensor]
+
+
+def meta_buffers(module: nn.Module) -> List[str]:
+    """Names of the buffers of ``module`` that are still on the ``meta`` device."""
+    return [name for name, buffer in module.named_buffers() if buffer.is_meta]
+
+
+def can_compute_buffers(module: nn.Module) -> bool:
+    """True if every meta buffer belongs to a module that can compute it again (timm's
+    ``init_non_persistent_buffers``, timm >= 1.0.20 for the zoo's families)."""
+    owners = dict(module.named_modules())
+    return all(hasattr(owners[name.rpartition(".")[0]], "init_non_persistent_buffers") for name in meta_buffers(module))
+
+
+def compute_buffers(module: nn.Module, device: torch.device | str = "cpu") -> None:
+    """Give every buffer still on ``meta`` (the computed, non-persistent ones after building on the
+    meta device and loading a checkpoint) real memory on ``device``, then let its timm module
+    compute its values, as construction would have. Raises ``RuntimeError`` naming any buffer
+    that no module can compute."""
+    owners = dict(module.named_modules())
+    pending = meta_buffers(module)
+    for name in pending:
+        owner_name, _, attr = name.rpartition(".")
+        owner = owners[owner_name]
+        owner._buffers[attr] = torch.empty_like(owner._buffers[attr], device=device)
+    for owner_name in dict.fromkeys(name.rpartition(".")[0] for name in pending):
+        owner = owners[owner_name]
+        if not hasattr(owner, "init_non_persistent_buffers"):
+            raise RuntimeError(f"{owner_name or type(module).__name__} cannot compute its buffers after meta construction")
+        owner.init_non_persistent_buffers()

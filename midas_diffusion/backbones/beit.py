@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import FeatureList, create_timm_model, drop_keys
+from ..state_dicts import drop_keys
+from .base import FeatureList, create_timm_model
+from .transformers_dpt import MODEL, QKV, TOKEN_BLOCK_RULES, WB, TransformersBackbone, block_rules
 from .vit import Reassemble
 
 
@@ -96,6 +98,9 @@ class BeitEncoderConfig:
         # relative_position_index is computed per window; the classifier is unused.
         return drop_keys(state_dict, prefixes=("model.head.",), suffixes=("relative_position_index",))
 
+    def transformers_backbone(self) -> Optional[TransformersBackbone]:
+        return TRANSFORMERS_BEIT
+
     def reduced(self) -> "BeitEncoderConfig":
         overrides = (("embed_dim", 32), ("depth", 4), ("num_heads", 2))
         return replace(self, hooks=(0, 1, 2, 3), timm_overrides=overrides, out_channels=(8, 16, 32, 32))
@@ -127,3 +132,45 @@ class BeitEncoder(nn.Module):
                 reassemble = getattr(self, f"act_postprocess{len(features) + 1}")
                 features.append(reassemble(tokens[:, 1:], tokens[:, :1], window))
         return features
+
+
+# ---------------------------------------------------------------------------------------------
+# transformers DPT checkpoints (``Intel/dpt-beit-*``) -> official keys.
+# ---------------------------------------------------------------------------------------------
+
+_LAYER = r"backbone\.encoder\.layer\.(?P<n>\d+)\."
+TRANSFORMERS_BEIT = TransformersBackbone(
+    name="BEiT",
+    label="BEiT (dpt_beit_*)",
+    key_prefixes=("backbone.encoder.layer.", "backbone.beit."),
+    rules=(
+        (r"backbone\.embeddings\.cls_token", MODEL + "cls_token"),
+        (rf"backbone\.embeddings\.patch_embeddings\.projection\.{WB}", MODEL + r"patch_embed.proj.\1"),
+        (_LAYER + r"lambda_1", MODEL + r"blocks.\g<n>.gamma_1"),
+        (_LAYER + r"lambda_2", MODEL + r"blocks.\g<n>.gamma_2"),
+        (
+            _LAYER + r"attention\.attention\.relative_position_bias\.relative_position_bias_table",
+            MODEL + r"blocks.\g<n>.attn.relative_position_bias_table",
+        ),
+        *block_rules(_LAYER, MODEL + r"blocks.\g<n>.", TOKEN_BLOCK_RULES),
+    ),
+    qkv=(_LAYER + r"attention\.attention\." + QKV, MODEL + r"blocks.\g<n>.attn.", "split"),
+    # transformers' BEiT backbone has no final norm (MiDaS never uses it)
+    identity_norm=MODEL + "fc_norm",
+    # transformers >= 5 names BEiT modules differently in memory (``model.state_dict()``), though
+    # ``save_pretrained`` writes the names above.
+    saved_names=(
+        (r"^backbone\.beit\.embeddings\.", "backbone.embeddings."),
+        (r"^backbone\.beit\.layers\.(\d+)\.attention\.q_proj\.", r"backbone.encoder.layer.\1.attention.attention.query."),
+        (r"^backbone\.beit\.layers\.(\d+)\.attention\.k_proj\.", r"backbone.encoder.layer.\1.attention.attention.key."),
+        (r"^backbone\.beit\.layers\.(\d+)\.attention\.v_proj\.", r"backbone.encoder.layer.\1.attention.attention.value."),
+        (r"^backbone\.beit\.layers\.(\d+)\.attention\.o_proj\.", r"backbone.encoder.layer.\1.attention.output.dense."),
+        (r"^backbone\.beit\.layers\.(\d+)\.mlp\.fc1\.", r"backbone.encoder.layer.\1.intermediate.dense."),
+        (r"^backbone\.beit\.layers\.(\d+)\.mlp\.fc2\.", r"backbone.encoder.layer.\1.output.dense."),
+        (
+            r"^backbone\.beit\.layers\.(\d+)\.relative_position_bias\.",
+            r"backbone.encoder.layer.\1.attention.attention.relative_position_bias.",
+        ),
+        (r"^backbone\.beit\.layers\.(\d+)\.", r"backbone.encoder.layer.\1."),
+    ),
+)

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import FeatureList, create_timm_model, drop_keys, tokens_to_grid
+from ..state_dicts import Rule, drop_keys
+from .base import FeatureList, create_timm_model, tokens_to_grid
+from .transformers_dpt import MODEL, QKV, TOKEN_BLOCK_RULES, WB, TransformersBackbone, block_rules
 
 
 class ProjectReadout(nn.Module):
@@ -101,6 +103,9 @@ class ViTEncoderConfig:
     def filter_checkpoint(self, state_dict: Dict[str, torch.Tensor], module: nn.Module) -> Dict[str, torch.Tensor]:
         return drop_keys(state_dict, prefixes=("model.head.",))
 
+    def transformers_backbone(self) -> Optional[TransformersBackbone]:
+        return TRANSFORMERS_HYBRID if self.cnn_levels else TRANSFORMERS_VIT
+
     def reduced(self) -> "ViTEncoderConfig":
         overrides = (("embed_dim", 32), ("depth", 4), ("num_heads", 2))
         return replace(self, hooks=(0, 1, 2, 3), timm_overrides=overrides, out_channels=self.reduced_channels())
@@ -149,3 +154,51 @@ class ViTEncoder(nn.Module):
                 reassemble = getattr(self, f"act_postprocess{level + 1}")
                 features.append(reassemble(tokens[:, 1:], tokens[:, :1], grid))
         return features
+
+
+# ---------------------------------------------------------------------------------------------
+# transformers DPT checkpoints (``Intel/dpt-large``, ``Intel/dpt-hybrid-midas``) -> official keys.
+# ---------------------------------------------------------------------------------------------
+
+_LAYER = r"dpt\.encoder\.layer\.(?P<n>\d+)\."
+_TOKEN_RULES: List[Rule] = [
+    (rf"dpt\.layernorm\.{WB}", MODEL + r"norm.\1"),
+    *block_rules(_LAYER, MODEL + r"blocks.\g<n>.", TOKEN_BLOCK_RULES),
+]
+_QKV = (_LAYER + r"attention\.attention\." + QKV, MODEL + r"blocks.\g<n>.attn.", "fused")
+
+TRANSFORMERS_VIT = TransformersBackbone(
+    name="ViT",
+    label="ViT (dpt_large_384)",
+    key_prefixes=("dpt.",),
+    excluded_prefixes=("dpt.embeddings.backbone.",),
+    rules=(
+        (r"dpt\.embeddings\.cls_token", MODEL + "cls_token"),
+        (r"dpt\.embeddings\.position_embeddings", MODEL + "pos_embed"),
+        (rf"dpt\.embeddings\.patch_embeddings\.projection\.{WB}", MODEL + r"patch_embed.proj.\1"),
+        *_TOKEN_RULES,
+    ),
+    qkv=_QKV,
+)
+
+_BIT = r"dpt\.embeddings\.backbone\.bit\."
+_RESNET = MODEL + "patch_embed.backbone."
+TRANSFORMERS_HYBRID = TransformersBackbone(
+    name="ViT-hybrid",
+    label="ViT-hybrid (dpt_hybrid_384)",
+    key_prefixes=("dpt.embeddings.backbone.",),
+    rules=(
+        (r"dpt\.embeddings\.cls_token", MODEL + "cls_token"),
+        (r"dpt\.embeddings\.position_embeddings", MODEL + "pos_embed"),
+        (rf"dpt\.embeddings\.projection\.{WB}", MODEL + r"patch_embed.proj.\1"),
+        (_BIT + r"embedder\.convolution\.weight", _RESNET + "stem.conv.weight"),
+        (_BIT + rf"embedder\.norm\.{WB}", _RESNET + r"stem.norm.\1"),
+        (
+            _BIT + r"encoder\.stages\.(\d+)\.layers\.(\d+)\."
+            + rf"((?:conv[123]|norm[123]|downsample\.conv|downsample\.norm)\.{WB})",
+            _RESNET + r"stages.\1.blocks.\2.\3",
+        ),
+        *_TOKEN_RULES,
+    ),
+    qkv=_QKV,
+)
