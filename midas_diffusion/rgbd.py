@@ -12,6 +12,8 @@ Coordinates follow glTF: +Y up, the camera at the origin looking down -Z.
   raised and nothing is written (raise ``max_depth_jump`` or smooth the map).
 * ``export_side_by_side``: RGB | depth as one 8-bit image for viewing.
 * ``panorama=True`` unprojects an equirectangular image onto a sphere instead of a pinhole camera.
+* ``depth=`` (metres, e.g. from ``metric_depth``) replaces ``disparity``/``near``/``far``: the
+  exported geometry is then in metres.
 
 Files are written atomically (temporary name, then rename). PLY/GLB need ``trimesh``.
 """
@@ -49,6 +51,18 @@ def as_arrays(rgb, disparity) -> Tuple[np.ndarray, np.ndarray]:
     if disparity.min() < -1e-6 or disparity.max() > 1 + 1e-6:
         raise ValueError(f"disparity must lie in [0, 1], found [{disparity.min():.3g}, {disparity.max():.3g}]")
     return np.clip(rgb, 0, 1), np.clip(disparity, 0, 1)
+
+
+def as_depth_arrays(rgb, depth) -> Tuple[np.ndarray, np.ndarray]:
+    """Like ``as_arrays`` for metric depth: (H,W) distances, finite and positive (metres)."""
+    depth = depth.detach().cpu().numpy() if hasattr(depth, "detach") else np.asarray(depth)
+    depth = np.squeeze(depth).astype(np.float32)
+    if depth.ndim != 2:
+        raise ValueError(f"depth must be (H,W), got {depth.shape}")
+    if not np.isfinite(depth).all() or depth.min() <= 0:
+        raise ValueError("depth must be finite and positive (metres) at every pixel")
+    rgb, _ = as_arrays(rgb, np.zeros(depth.shape, np.float32))
+    return rgb, depth
 
 
 def disparity_to_depth(disparity: np.ndarray, near: float = 1.0, far: float = 10.0) -> np.ndarray:
@@ -97,9 +111,12 @@ def grid_faces(depth: np.ndarray, max_depth_jump: float = 0.1) -> np.ndarray:
     return faces[jump <= max_depth_jump].astype(np.int64)
 
 
-def rgbd_points(rgb, disparity, fov_deg=60.0, near=1.0, far=10.0, panorama=False):
-    rgb, disparity = as_arrays(rgb, disparity)
-    depth = disparity_to_depth(disparity, near, far)
+def rgbd_points(rgb, disparity, fov_deg=60.0, near=1.0, far=10.0, panorama=False, depth=None):
+    if depth is not None:
+        rgb, depth = as_depth_arrays(rgb, depth)
+    else:
+        rgb, disparity = as_arrays(rgb, disparity)
+        depth = disparity_to_depth(disparity, near, far)
     points = unproject_equirectangular(depth) if panorama else unproject(depth, fov_deg)
     return points, rgb, depth
 
@@ -110,11 +127,11 @@ def _colors(rgb: np.ndarray) -> np.ndarray:
 
 
 def export_ply(path: os.PathLike, rgb, disparity, fov_deg: float = 60.0, near: float = 1.0, far: float = 10.0,
-               panorama: bool = False) -> Path:
-    """A colored point cloud, one vertex per pixel (binary PLY)."""
+               panorama: bool = False, depth=None) -> Path:
+    """A colored point cloud, one vertex per pixel (binary PLY); ``depth=`` metres instead of disparity."""
     import trimesh
 
-    points, rgb, _ = rgbd_points(rgb, disparity, fov_deg, near, far, panorama)
+    points, rgb, _ = rgbd_points(rgb, disparity, fov_deg, near, far, panorama, depth)
     cloud = trimesh.PointCloud(points.reshape(-1, 3), colors=_colors(rgb))
     with atomic_path(path) as tmp:
         cloud.export(str(tmp), file_type="ply")
@@ -122,11 +139,12 @@ def export_ply(path: os.PathLike, rgb, disparity, fov_deg: float = 60.0, near: f
 
 
 def export_glb(path: os.PathLike, rgb, disparity, fov_deg: float = 60.0, near: float = 1.0, far: float = 10.0,
-               max_depth_jump: float = 0.1, panorama: bool = False) -> Path:
-    """A colored mesh, one vertex per pixel; no triangles across depth jumps (binary glTF)."""
+               max_depth_jump: float = 0.1, panorama: bool = False, depth=None) -> Path:
+    """A colored mesh, one vertex per pixel; no triangles across depth jumps (binary glTF);
+    ``depth=`` metres instead of disparity."""
     import trimesh
 
-    points, rgb, depth = rgbd_points(rgb, disparity, fov_deg, near, far, panorama)
+    points, rgb, depth = rgbd_points(rgb, disparity, fov_deg, near, far, panorama, depth)
     faces = grid_faces(depth, max_depth_jump)
     if len(faces) == 0:
         raise ValueError(
