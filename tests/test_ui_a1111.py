@@ -1,6 +1,12 @@
 """AUTOMATIC1111 extension against stubs of the host modules that follow the real signatures
-(sd-webui-controlnet ``scripts/supported_preprocessor.py``, A1111 ``modules/script_callbacks.py``)."""
+(sd-webui-controlnet ``scripts/supported_preprocessor.py``, A1111 ``modules/script_callbacks.py``).
 
+The preprocessor is called exactly as sd-webui-controlnet calls it (``scripts/controlnet.py``,
+``scripts/api.py``, ``controlnet_ui_group.py``): ``cached_call(image, resolution=, slider_1=,
+slider_2=, **extras)``; no call site passes ``slider_3``. The same module runs against the real
+registry in ``../shared/hosts/a1111/`` (see its README)."""
+
+import importlib.machinery
 import sys
 import types
 from abc import ABC, abstractmethod
@@ -12,7 +18,8 @@ import numpy as np
 import pytest
 import torch
 
-from midas_diffusion import DepthEstimator, list_models
+from midas_diffusion import DepthEstimator, get_model_spec, list_models
+from midas_diffusion.cache import ModelCache
 from reference import recipe_init_
 from midas_diffusion.ui import a1111
 from midas_diffusion.ui.params import get_spec
@@ -34,6 +41,10 @@ def _supported_preprocessor_module():
         def gradio_update_kwargs(self) -> dict:
             return dict(minimum=self.minimum, maximum=self.maximum, step=self.step, label=self.label,
                         value=self.value, visible=self.visible)
+
+        @property
+        def api_json(self) -> dict:
+            return dict(name=self.label, value=self.value, min=self.minimum, max=self.maximum, step=self.step)
 
     @dataclass
     class Preprocessor(ABC):
@@ -71,6 +82,12 @@ def _supported_preprocessor_module():
         @classmethod
         def get_preprocessor(cls, name: str):
             return cls.all_processors.get(name, cls.all_processors_by_name.get(name, None))
+
+        @classmethod
+        def unload_unused(cls, active_processors):
+            for p in cls.all_processors.values():
+                if p not in active_processors:
+                    p.unload()
 
         class Result(NamedTuple):
             value: object
@@ -133,6 +150,23 @@ def _tiny(name, resolution=None):
     return est
 
 
+def _host_call(p, image, resolution, slider_1, slider_2):
+    """``scripts/controlnet.py`` / ``scripts/api.py``: keywords, three sliders' worth, and extras."""
+    return p.cached_call(image, resolution=resolution, slider_1=slider_1, slider_2=slider_2,
+                         json_pose_callback=None, low_vram=False, model="None").value
+
+
+def _module_sliders(p):
+    """``external_code.get_modules_detail``: what ``/controlnet/module_list`` advertises."""
+    return [s.api_json for s in (p.slider_resolution, p.slider_1, p.slider_2, p.slider_3) if s.visible]
+
+
+def _cached_tiny(tiny, cache, sources):
+    """A model source that caches like ``ui.runtime.load_estimator`` and records real loads."""
+    return lambda name, device: cache.get("depth", (name, str(device)),
+                                          lambda: sources.append((name, str(device))) or tiny)
+
+
 def _photo(h=48, w=80):
     rng = np.random.default_rng(0)
     ramp = np.linspace(0, 255, w)[None, :, None] * np.ones((h, 1, 3))
@@ -149,38 +183,65 @@ def test_register_adds_tab_and_defers_preprocessors_until_before_ui(host):
     assert set(host.Preprocessor.all_processors_by_name) == names and len(names) == 13
     p = host.Preprocessor.get_preprocessor("depth_midas31_dpt_beit_large_512")
     assert p.model is None and p.tags == ["Depth"]  # no model loaded at registration
-    for slider, spec in zip((p.slider_1, p.slider_2, p.slider_3), a1111.SLIDERS):
+    for slider, spec in zip((p.slider_1, p.slider_2), ("percentile_low", "percentile_high")):
         spec = get_spec(spec)
         assert (slider.label, slider.minimum, slider.maximum, slider.step, slider.value, slider.visible) == (
             spec.label, spec.min, spec.max, spec.step, spec.default, True)
     res = get_spec("resolution")
     assert (p.slider_resolution.minimum, p.slider_resolution.maximum, p.slider_resolution.value) == (res.min, res.max, 0)
-    fixed = host.Preprocessor.get_preprocessor("depth_midas31_dpt_swin2_tiny_256")
-    assert fixed.slider_resolution.visible is False
     assert a1111.register_preprocessors() == []  # idempotent: no duplicate assertion from the host
+
+
+def test_only_the_hosts_sliders_are_advertised(host):
+    """sd-webui-controlnet shows processor_res, threshold_a, threshold_b: no Gamma slider."""
+    a1111.register_preprocessors(["midas_v21_small_256", "dpt_swin2_tiny_256"])
+    flexible = host.Preprocessor.get_preprocessor("depth_midas31_midas_v21_small_256")
+    assert [s["name"] for s in _module_sliders(flexible)] == ["Processing resolution", "Clip low %", "Clip high %"]
+    fixed = host.Preprocessor.get_preprocessor("depth_midas31_dpt_swin2_tiny_256")
+    assert [s["name"] for s in _module_sliders(fixed)] == ["Clip low %", "Clip high %"]
+    assert fixed.slider_3.visible is False and flexible.slider_3.visible is False
+
+
+def test_hidden_resolution_slider_of_fixed_size_models_accepts_api_values(host):
+    """ControlNetUnit resets processor_res outside [minimum, maximum] with a log line: 512 (the
+    API's usual value) must be inside; the model's own size is the default."""
+    a1111.register_preprocessors(["dpt_swin2_tiny_256", "dpt_levit_224"])
+    for model in ("dpt_swin2_tiny_256", "dpt_levit_224"):
+        slider = host.Preprocessor.get_preprocessor(a1111.preprocessor_name(model)).slider_resolution
+        assert slider.visible is False
+        assert slider.minimum <= 512 <= slider.maximum and slider.minimum <= 0
+        assert slider.value == get_model_spec(model).preprocess.net_size[0]
 
 
 @pytest.mark.parametrize("name, resolution", [("midas_v21_small_256", 128), ("dpt_levit_224", None)])
 def test_preprocessor_gives_the_same_disparity_as_midas_diffusion(host, name, resolution):
-    tiny = _tiny(name)
-    sources = []
-    added = a1111.register_preprocessors([name], model_source=lambda n, d: sources.append((n, d)) or tiny)
+    tiny, cache, sources = _tiny(name), ModelCache(), []
+    added = a1111.register_preprocessors([name], model_source=_cached_tiny(tiny, cache, sources))
     assert added == [f"depth_midas31_{name}"]
     p = host.Preprocessor.get_preprocessor(added[0])
     photo = _photo()
-    kwargs = dict(resolution=resolution or 512, slider_1=2.0, slider_2=98.0, slider_3=0.8)
-    # as sd-webui-controlnet calls it (extra keywords included)
-    result = p.cached_call(photo, low_vram=False, model="None", **kwargs)
-    reference = _tiny(name, resolution)(photo, percentile=(2.0, 98.0), gamma=0.8).disparity[0, 0].numpy()
-    disparity = p.disparity(photo, **kwargs)
+    value = _host_call(p, photo, resolution or 512, 2.0, 98.0)
+    reference = _tiny(name, resolution)(photo, percentile=(2.0, 98.0)).disparity[0, 0].numpy()
+    disparity = p.disparity(photo, resolution or 512, 2.0, 98.0)
     assert disparity.dtype == np.float32 and disparity.shape == photo.shape[:2]
     np.testing.assert_array_equal(disparity, reference)
-    assert result.value.dtype == np.uint8 and result.value.shape == (48, 80, 3)
-    np.testing.assert_array_equal(result.value[..., 0], np.round(np.clip(reference, 0, 1) * 255).astype(np.uint8))
+    assert value.dtype == np.uint8 and value.shape == (48, 80, 3)
+    np.testing.assert_array_equal(value[..., 0], np.round(np.clip(reference, 0, 1) * 255).astype(np.uint8))
     assert sources == [(name, "cpu")]  # loaded once, lazily, on the host's device
-    p(photo, **kwargs)
-    assert len(sources) == 1
-    assert p.unload() is True
+    _host_call(p, _photo(40, 64), resolution or 512, 2.0, 98.0)
+    assert len(sources) == 1 and cache.counts()["depth"] == 1
+    assert p.unload() is False  # on the CPU already: nothing to give back; the cache keeps it
+
+
+def test_gamma_is_the_python_apis_not_a_host_slider(host):
+    tiny = _tiny("midas_v21_small_256")
+    (name,) = a1111.register_preprocessors(["midas_v21_small_256"], model_source=lambda n, d: tiny)
+    p = host.Preprocessor.get_preprocessor(name)
+    photo = _photo()
+    np.testing.assert_array_equal(p.disparity(photo, 0, gamma=0.5), tiny(photo, gamma=0.5).disparity[0, 0].numpy())
+    # a script calling the preprocessor directly may still pass slider_3 (the host never does)
+    np.testing.assert_array_equal(p(photo, 0, slider_3=0.5)[..., 0], a1111.control_image(
+        tiny(photo, gamma=0.5).disparity[0, 0].numpy())[..., 0])
 
 
 def test_unset_sliders_mean_defaults(host):
@@ -188,16 +249,84 @@ def test_unset_sliders_mean_defaults(host):
     (name,) = a1111.register_preprocessors(["midas_v21_small_256"], model_source=lambda n, d: tiny)
     p = host.Preprocessor.get_preprocessor(name)
     photo = _photo()
-    # the HTTP API sends -1 for thresholds it was not given
-    np.testing.assert_array_equal(p.disparity(photo, -1, -1, -1, -1), tiny(photo).disparity[0, 0].numpy())
+    # the HTTP API sends -1 for values it was not given
+    np.testing.assert_array_equal(_host_call(p, photo, -1, -1, -1), a1111.control_image(tiny(photo).disparity[0, 0].numpy()))
     with pytest.raises(ValueError, match="percentile_high"):
-        p.disparity(photo, 0, 10.0, 20.0, 1.0)
+        _host_call(p, photo, 0, 10.0, 20.0)
+
+
+def test_resolution_above_the_slider_is_clamped_with_a_log_line(host, capsys):
+    """Pixel perfect sends processor_res computed from the image, past ControlNetUnit's bound check."""
+    tiny = _tiny("midas_v21_small_256")
+    (name,) = a1111.register_preprocessors(["midas_v21_small_256"], model_source=lambda n, d: tiny)
+    p = host.Preprocessor.get_preprocessor(name)
+    top = int(get_spec("resolution").max)
+    photo = _photo(24, 40)
+    capsys.readouterr()
+    np.testing.assert_array_equal(p.disparity(photo, top + 1000), p.disparity(photo, top))
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out == [f"[midas-diffusion] {name}: resolution {top + 1000} is above the slider's maximum; using {top}"]
+
+
+class _OnAccelerator:
+    """A model on a device this machine lacks: only ``device`` and ``to`` are used by unload."""
+
+    def __init__(self):
+        self.device = "cuda:0"
+
+    def to(self, device):
+        self.device = str(device)
+        return self
+
+
+def test_unload_moves_the_model_off_the_accelerator_and_out_of_the_cache(host):
+    cache, sources, models = ModelCache(), [], []
+
+    def source(name, device):
+        return cache.get("depth", (name, str(device)), lambda: sources.append(device) or models.append(_OnAccelerator())
+                         or models[-1])
+
+    (name,) = a1111.register_preprocessors(["midas_v21_small_256"], model_source=source, cache=cache)
+    p = host.Preprocessor.get_preprocessor(name)
+    p.device = "cuda:0"
+    first = p.load_model()
+    assert p.load_model() is first and cache.counts()["depth"] == 1  # a hit, no second load
+    host.Preprocessor.unload_unused(active_processors=set())  # what scripts/controlnet.py does
+    assert first.device == "cpu" and cache.counts()["depth"] == 0  # the cache no longer lists it on cuda
+    assert p.model is first  # the host's handle, as its own unload() leaves it
+    second = p.load_model()
+    assert second is not first and second.device == "cuda:0" and len(sources) == 2
+    assert cache.values("depth") == [second]
 
 
 def test_without_controlnet_nothing_is_registered(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "scripts.supported_preprocessor", None)
     assert a1111.register_preprocessors() == []
-    assert "sd-webui-controlnet not found" in capsys.readouterr().out
+    out = capsys.readouterr().out.strip()
+    assert out == "[midas-diffusion] sd-webui-controlnet not found: no depth_midas31_* preprocessors; " \
+                  "the 'MiDaS depth' tab works"
+
+
+def test_older_controlnet_says_which_version_is_needed(monkeypatch, capsys):
+    """Before 1.1.444 there is no scripts/supported_preprocessor.py; controlnet_version.py tells the version."""
+    monkeypatch.setitem(sys.modules, "scripts.supported_preprocessor", None)
+    version = types.ModuleType("scripts.controlnet_version")
+    version.version_flag = "v1.1.440"
+    monkeypatch.setitem(sys.modules, "scripts.controlnet_version", version)
+    assert a1111.register_preprocessors() == []
+    (line,) = capsys.readouterr().out.strip().splitlines()
+    assert "sd-webui-controlnet v1.1.440 has no Preprocessor registry" in line and "1.1.444 or newer" in line
+    assert "not found" not in line
+
+
+def test_forge_says_its_registry_is_not_supported(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "scripts.supported_preprocessor", None)
+    forge = types.ModuleType("modules_forge")
+    forge.__spec__ = importlib.machinery.ModuleSpec("modules_forge", None)
+    monkeypatch.setitem(sys.modules, "modules_forge", forge)
+    assert a1111.register_preprocessors() == []
+    (line,) = capsys.readouterr().out.strip().splitlines()
+    assert "Forge" in line and "modules_forge.supported_preprocessor" in line and "not found" not in line
 
 
 def test_tab_builds_from_the_param_specs_and_writes_float_depth(host, monkeypatch, tmp_path):

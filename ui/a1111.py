@@ -3,21 +3,29 @@
 Install with ``midas-diffusion install-a1111 WEBUI_PATH`` (writes
 ``extensions/midas-diffusion/scripts/midas_diffusion_a1111.py``, which calls ``register()``).
 
-* ``depth_midas31_<model>`` preprocessors (tag ``Depth``) with the resolution slider and three
-  sliders from ``ui.params``: clip low %, clip high %, gamma. Registered just before the UI is
-  built (``script_callbacks.on_before_ui``), when sd-webui-controlnet is installed.
+* ``depth_midas31_<model>`` preprocessors (tag ``Depth``), registered just before the UI is built
+  (``script_callbacks.on_before_ui``) when sd-webui-controlnet 1.1.444 or newer is installed (its
+  ``Preprocessor`` registry). They advertise exactly the sliders the host has: the resolution
+  slider (hidden for fixed-size models) and threshold A/B = clip low % / clip high %
+  (``ui.params``). sd-webui-controlnet has no third slider and never passes ``slider_3``; gamma is
+  in the tab and the Python API (``disparity(..., gamma=)``).
 * A "MiDaS depth" tab (``script_callbacks.on_ui_tabs``): 16-bit PNG / float ``.npy`` depth maps
-  and PLY/GLB export.
+  and PLY/GLB export, with gamma.
 
-Host modules (``modules.*``, ``scripts.supported_preprocessor``) and gradio are imported only
-inside functions. sd-webui-controlnet requires its control maps as uint8 (``HWC3`` asserts it), so
-the preprocessor returns 8 bits; ``disparity()`` and the tab give the float map.
+Models load through the one ``ModelCache`` (``ui.runtime.load_estimator``); the host's
+``unload()`` moves a model to the CPU and takes it out of the cache, so the cache never lists a
+model on a device it has left. Host modules (``modules.*``, ``scripts.supported_preprocessor``)
+and gradio are imported only inside functions. sd-webui-controlnet requires its control maps as
+uint8 (``HWC3`` asserts it), so the preprocessor returns 8 bits; ``disparity()`` and the tab give
+the float map.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
@@ -25,22 +33,47 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import numpy as np
 
 from midas_diffusion import get_model_spec, list_models
+from midas_diffusion.cache import ModelCache, default_cache
 
 from . import runtime
 from .params import depth_settings, get_spec, specs, to_a1111_parameter, to_gradio_kwargs
 
 PREFIX = "depth_midas31_"
 HOST_MODULE = "scripts.supported_preprocessor"
-SLIDERS = ("percentile_low", "percentile_high", "gamma")  # slider_1, slider_2, slider_3
-ModelSource = Callable[[str, Any], Any]  # (model name, device) -> DepthEstimator
+MIN_CONTROLNET = "1.1.444"  # the first sd-webui-controlnet with the Preprocessor registry
+# the host's sliders (sd-webui-controlnet build_sliders: processor_res, threshold_a, threshold_b)
+SLIDERS = ("percentile_low", "percentile_high")  # slider_1, slider_2
+ModelSource = Callable[[str, Any], Any]  # (model name, device) -> DepthEstimator, cached by the source
 
 
 def preprocessor_name(model_name: str) -> str:
     return PREFIX + model_name
 
 
-def _default_source(model_name: str, device: Any):
-    return runtime.load_estimator(model_name, device=device or "cpu")
+def log(message: str) -> None:
+    """One line on the webui console."""
+    print(f"[midas-diffusion] {message}")
+
+
+def _cached_source(cache: ModelCache) -> ModelSource:
+    def source(model_name: str, device: Any):
+        return runtime.load_estimator(model_name, device=device or "cpu", cache=cache)
+
+    return source
+
+
+def clamp_resolution(resolution: Any, name: str = "") -> int:
+    """The host's ``resolution`` as ``processing_resolution`` (0 = the model's own): unset (None,
+    negative) means 0; above the slider's maximum (pixel perfect can send that) is clamped to it
+    with a log line."""
+    spec = get_spec("resolution")
+    if resolution is None or resolution < 0:
+        return 0
+    value = int(round(float(resolution)))
+    if value > spec.max:
+        log(f"{name or 'depth'}: resolution {value} is above the slider's maximum; using {int(spec.max)}")
+        return int(spec.max)
+    return value
 
 
 def _slider_value(name: str, value: Any) -> Any:
@@ -56,39 +89,58 @@ def control_image(disparity: np.ndarray) -> np.ndarray:
     return np.repeat(grey[..., None], 3, axis=2)
 
 
+def _fixed_resolution_slider(model_name: str) -> Dict[str, Any]:
+    """The hidden resolution slider of a fixed-size model: the range of the visible one (so an API
+    ``processor_res`` such as 512 is valid; the model ignores it), value = the model's own size."""
+    spec = get_spec("resolution")
+    size = get_model_spec(model_name).preprocess.net_size[0]
+    return dict(label=f"{spec.label} (fixed: {size})", minimum=spec.min, maximum=spec.max, step=spec.step,
+                value=size, visible=False)
+
+
 def preprocessor_class(Preprocessor: type, PreprocessorParameter: type) -> type:
     """A subclass of the host's ``Preprocessor`` (only importable inside the webui)."""
 
     class MidasDepthPreprocessor(Preprocessor):
-        """MiDaS v3.1 zoo depth as a ControlNet preprocessor (near = white)."""
+        """MiDaS v3.1 zoo depth as a ControlNet preprocessor (near = white).
 
-        def __init__(self, model_name: str, model_source: Optional[ModelSource] = None):
+        ``model_source(name, device)`` gives the model and keeps it cached (default: ``cache``, the
+        process-wide ``ModelCache`` unless given); ``self.model`` is the host's handle on the last
+        model, which ``unload()`` moves to the CPU and takes out of the cache."""
+
+        def __init__(self, model_name: str, model_source: Optional[ModelSource] = None,
+                     cache: Optional[ModelCache] = None):
             super().__init__(name=preprocessor_name(model_name))
             self.tags = ["Depth"]
             self.model_name = model_name
-            self.model_source = model_source or _default_source
+            self.cache = cache if cache is not None else default_cache()
+            self.model_source = model_source or _cached_source(self.cache)
             self.model = None
             self.fixed_size = get_model_spec(model_name).preprocess.fixed_size
-            # Swin/SwinV2/LeViT only run at their own size: no resolution slider (pixel-perfect
-            # mode would otherwise send sizes they cannot run at)
-            self.slider_resolution = (PreprocessorParameter(visible=False) if self.fixed_size
-                                      else PreprocessorParameter(**to_a1111_parameter(get_spec("resolution"))))
-            self.slider_1, self.slider_2, self.slider_3 = (
-                PreprocessorParameter(**to_a1111_parameter(get_spec(name))) for name in SLIDERS)
+            # Swin/SwinV2/LeViT only run at their own size: the resolution slider is hidden (pixel
+            # perfect would otherwise send sizes they cannot run at)
+            self.slider_resolution = PreprocessorParameter(
+                **(_fixed_resolution_slider(model_name) if self.fixed_size
+                   else to_a1111_parameter(get_spec("resolution"))))
+            self.slider_1, self.slider_2 = (PreprocessorParameter(**to_a1111_parameter(get_spec(n))) for n in SLIDERS)
+            self.slider_3 = PreprocessorParameter(visible=False)  # the host has no third slider
 
         def load_model(self):
             device = getattr(self, "device", None) or "cpu"
-            if self.model is None:
-                self.model = self.model_source(self.model_name, device)
-            if str(self.model.device) != str(device):
-                self.model.to(device)
+            # the cache answers (a hit is the same object); an unloaded or evicted model is let go
+            # before the source loads it again, so two copies never coexist
+            self.model = None
+            self.model = self.model_source(self.model_name, device)
             return self.model
 
-        def disparity(self, input_image, resolution=None, slider_1=None, slider_2=None, slider_3=None) -> np.ndarray:
-            """The float map: (H,W) float32 in [0,1], near = 1, at the input's size."""
+        def disparity(self, input_image, resolution=None, slider_1=None, slider_2=None, *,
+                      gamma: float = 1.0) -> np.ndarray:
+            """The float map: (H,W) float32 in [0,1], near = 1, at the input's size. ``resolution``,
+            ``slider_1`` (clip low %), ``slider_2`` (clip high %) as the host sends them."""
             est = self.load_model()
-            res = 0 if self.fixed_size or resolution is None or resolution < 0 else resolution
-            settings = depth_settings(res, *(_slider_value(n, v) for n, v in zip(SLIDERS, (slider_1, slider_2, slider_3))))
+            res = 0 if self.fixed_size else clamp_resolution(resolution, self.name)
+            low, high = (_slider_value(n, v) for n, v in zip(SLIDERS, (slider_1, slider_2)))
+            settings = depth_settings(res, low, high, gamma)
             runner = runtime.at_resolution(est, settings.pop("processing_resolution"))
             image = np.asarray(input_image)
             if image.ndim == 3 and image.shape[2] == 4:
@@ -97,33 +149,59 @@ def preprocessor_class(Preprocessor: type, PreprocessorParameter: type) -> type:
 
         def __call__(self, input_image, resolution=None, slider_1=None, slider_2=None, slider_3=None,
                      input_mask=None, **kwargs):
-            return control_image(self.disparity(input_image, resolution, slider_1, slider_2, slider_3))
+            """sd-webui-controlnet calls ``(image, resolution=, slider_1=, slider_2=, **extras)``;
+            ``slider_3`` (never sent by the host) is gamma for scripts that call it directly."""
+            gamma = _slider_value("gamma", slider_3)
+            return control_image(self.disparity(input_image, resolution, slider_1, slider_2, gamma=gamma))
 
         def unload(self):
-            if self.model is not None:
-                self.model.to("cpu")
-                return True
-            return False
+            """The host frees memory: the model goes to the CPU and out of the cache (the next call
+            loads it again through the cache); False when there is nothing on an accelerator."""
+            if self.model is None or str(self.model.device) == "cpu":
+                return False
+            self.cache.discard(self.model)
+            self.model.to("cpu")
+            return True
 
     return MidasDepthPreprocessor
 
 
-def register_preprocessors(models: Optional[Sequence[str]] = None,
-                           model_source: Optional[ModelSource] = None) -> List[str]:
+def _unsupported_host_message() -> str:
+    """Why there is no preprocessor registry: Forge, an older sd-webui-controlnet, or none."""
+    try:
+        forge = importlib.util.find_spec("modules_forge") is not None
+    except (ImportError, ValueError):
+        forge = "modules_forge" in sys.modules
+    if forge:
+        return ("Forge's built-in ControlNet has its own preprocessor registry (modules_forge.supported_preprocessor), "
+                "which midas-diffusion does not support yet: no depth_midas31_* preprocessors; "
+                "the 'MiDaS depth' tab works")
+    version = getattr(sys.modules.get("scripts.controlnet_version"), "version_flag", None)
+    if version is not None or any(name in sys.modules for name in ("scripts.global_state", "scripts.external_code")):
+        return (f"sd-webui-controlnet {version or '(version unknown)'} has no Preprocessor registry: the "
+                f"depth_midas31_* preprocessors need sd-webui-controlnet {MIN_CONTROLNET} or newer (update the "
+                "extension); the 'MiDaS depth' tab works")
+    return "sd-webui-controlnet not found: no depth_midas31_* preprocessors; the 'MiDaS depth' tab works"
+
+
+def register_preprocessors(models: Optional[Sequence[str]] = None, model_source: Optional[ModelSource] = None,
+                           cache: Optional[ModelCache] = None) -> List[str]:
     """Add ``depth_midas31_<model>`` for each model to sd-webui-controlnet; returns the names
-    added (none when the extension is absent; already registered names are skipped)."""
+    added (none, with a one-line reason, when the host has no Preprocessor registry; already
+    registered names are skipped)."""
     try:
         host = importlib.import_module(HOST_MODULE)
-    except ImportError:
-        print("[midas-diffusion] sd-webui-controlnet not found: no depth_midas31_* preprocessors")
+        Preprocessor, PreprocessorParameter = host.Preprocessor, host.PreprocessorParameter
+    except (ImportError, AttributeError):
+        log(_unsupported_host_message())
         return []
-    cls = preprocessor_class(host.Preprocessor, host.PreprocessorParameter)
+    cls = preprocessor_class(Preprocessor, PreprocessorParameter)
     added = []
     for model in models or list_models():
         name = preprocessor_name(model)
-        if host.Preprocessor.get_preprocessor(name) is not None:
+        if Preprocessor.get_preprocessor(name) is not None:
             continue
-        host.Preprocessor.add_supported_preprocessor(cls(model, model_source))
+        Preprocessor.add_supported_preprocessor(cls(model, model_source, cache))
         added.append(name)
     return added
 
