@@ -96,20 +96,24 @@ class DepthEstimator:
         path = Path(name_or_path) if not isinstance(name_or_path, str) or os.path.exists(name_or_path) else None
         if path is not None and path.is_dir():
             return cls._from_folder(path, max_pixels=max_pixels)
+        from .checkpoints import read_key_shapes
+        from .factory import create_model, load_model
+
         if path is not None:
-            state_dict = read_state_dict(path)
-            name = model or identify_checkpoint(state_dict)
+            # names and shapes only (nothing of the weights is read): the weights are read once, below
+            name = model or identify_checkpoint(read_key_shapes(path))
             if name is None:
                 raise ValueError(f"{path} does not match any zoo model; pass model=NAME to see which keys differ")
             spec = get_model_spec(name)
-            checkpoint = state_dict
+            checkpoint = path
         else:
             spec = _spec_for_hub_id(str(name_or_path)) or get_model_spec(resolve_name(str(name_or_path)))
-        net = spec.build(spec.arch.reduced() if reduced else spec.arch)
         if checkpoint is None and not reduced:
             checkpoint = resolve_weights(spec, weights_dir, allow_download=allow_download, progress=progress)
-        if checkpoint is not None:
-            load_into(net, checkpoint, model_name="" if reduced else spec.name)
+        if checkpoint is None:  # reduced=True without weights: a tiny random model
+            net = create_model(spec.name, reduced=True)
+        else:  # built without random weights; one copy of the weights in memory
+            net = load_model(spec, checkpoint, reduced=reduced)
         pre = with_resolution(spec.preprocess, resolution, square)
         est = cls(net, spec, pre, max_pixels=max_pixels)
         est.reduced = reduced
@@ -123,8 +127,9 @@ class DepthEstimator:
         config = json.loads(config_path.read_text())
         spec = get_model_spec(config["model_name"])
         reduced = bool(config.get("reduced", False))
-        net = spec.build(spec.arch.reduced() if reduced else spec.arch)
-        load_into(net, folder / WEIGHTS_NAME, model_name="" if reduced else spec.name)
+        from .factory import load_model
+
+        net = load_model(spec, folder / WEIGHTS_NAME, reduced=reduced)
         pre = PreprocessConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in config["preprocess"].items()})
         est = cls(net, spec, pre, max_pixels=config.get("max_pixels", max_pixels))
         est.reduced = reduced
