@@ -108,7 +108,8 @@ def add_depth_parser(sub) -> None:
     p.add_argument("--gamma", type=float, default=1.0)
     p.add_argument("--invert", action="store_true", help="near = dark")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (under accelerate launch, cuda = this process's GPU)")
-    p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32")
+    p.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"], default="auto",
+                   help="auto: bfloat16 on CPUs with native bf16 units, float16 on CUDA (bfloat16 for Swin), per model")
     p.add_argument("--batch-size", type=_positive_int, default=1, help="images of equal network size per forward pass")
     p.add_argument("--read-ahead", type=int, default=2, help="batches decoded ahead in a background thread")
     p.add_argument("--channels-last", action="store_true", help="NHWC memory format (faster convolutions on GPU)")
@@ -156,7 +157,10 @@ def _write(targets: dict, disparity, raw, rgb=None, args=None) -> None:
             geometry = dict(fov_deg=args.fov, near=args.near, far=args.far, panorama=args.panorama)
             if fmt == "glb":
                 geometry["max_depth_jump"] = args.max_depth_jump
-            EXPORTERS[fmt](path, rgb.permute(1, 2, 0).float().cpu().numpy(), disparity.squeeze().float().cpu(), **geometry)
+            from .images import to_float_rgb
+
+            pixels = to_float_rgb(rgb).permute(1, 2, 0).cpu().numpy()  # rgb: compact (C,H,W)
+            EXPORTERS[fmt](path, pixels, disparity.squeeze().float().cpu(), **geometry)
         else:
             WRITERS[fmt](path, raw if fmt in ("pfm", "npy") else disparity)
 
@@ -175,7 +179,7 @@ def _load_estimator(args, device: str):
         max_pixels=int(args.max_pixels) if args.max_pixels else None,
         progress=not args.no_progress,
     )
-    est.to(device, getattr(torch, args.dtype), memory_format=torch.channels_last if args.channels_last else None)
+    est.to(device, args.dtype, memory_format=torch.channels_last if args.channels_last else None)
     if args.compile:
         est.compile()
     return est
@@ -260,7 +264,7 @@ def _run_images(est, todo, args, counts: _Counts, progress: bool) -> None:
     from tqdm.auto import tqdm
 
     from .batching import group_batches, peek_size, read_ahead
-    from .images import load_image_file, to_rgb_tensors
+    from .images import load_image_file, to_compact_tensors
 
     if not todo:
         return
@@ -273,8 +277,10 @@ def _run_images(est, todo, args, counts: _Counts, progress: bool) -> None:
 
     batches = group_batches(todo, net_size, 1 if args.tiles else args.batch_size)
 
-    def load(item):
-        return to_rgb_tensors(load_image_file(item[0], est.max_pixels), est.max_pixels)[0]
+    pinned = est.device.type == "cuda"
+
+    def load(item):  # in the read-ahead thread: decoded, compact (uint8/uint16), pinned for a GPU
+        return to_compact_tensors(load_image_file(item[0], est.max_pixels), est.max_pixels, pin_memory=pinned)[0]
 
     bar = tqdm(total=len(todo), desc="depth", unit="img", disable=not progress)
     for batch, loaded in read_ahead(batches, load, depth=args.read_ahead):
@@ -302,9 +308,9 @@ def _run_images(est, todo, args, counts: _Counts, progress: bool) -> None:
                 disparities = [o.per_image("disparity")[0] for o in outs]
                 raws = [o.per_image("raw")[0] for o in outs]
             else:
-                out = est([rgb for _, _, rgb in ready], percentile=args.percentile, gamma=args.gamma,
-                          invert=args.invert, batch_size=len(ready))
-                disparities, raws = out.per_image("disparity"), out.per_image("raw")
+                outs = est.estimate_each([rgb for _, _, rgb in ready], percentile=args.percentile, gamma=args.gamma,
+                                         invert=args.invert, batch_size=len(ready))
+                disparities, raws = [o.disparity[0] for o in outs], [o.raw[0] for o in outs]
         except (ValueError, OSError) as exc:
             counts.failed += len(ready)
             tqdm.write(f"error: {', '.join(str(r[0]) for r in ready)}: {exc}", file=sys.stderr)
@@ -396,7 +402,7 @@ def _run_video(est, src: Path, outdir: Path, stem: Path, args, counts: _Counts, 
 
     try:
         for index, frame in read_frames(src):
-            rgb = torch.from_numpy(frame).permute(2, 0, 1).float().div_(255)
+            rgb = torch.from_numpy(frame).permute(2, 0, 1)  # compact uint8 (3,H,W)
             keep = needed(index)
             pending.append((index, thumbnail(rgb) if sequence else None, rgb if keep else None))
             if sum(1 for p in pending if p[2] is not None) >= args.batch_size:

@@ -9,15 +9,15 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ._registry import get_model_spec, list_models, resolve_name
 from .checkpoints import CheckpointLike, identify_checkpoint, load_into, read_state_dict
 from .config import ModelSpec, PreprocessConfig
-from .images import DEFAULT_MAX_PIXELS, ImageLike, to_rgb_tensors
+from .images import DEFAULT_MAX_PIXELS, VALUE_SCALE, ImageLike, to_compact_tensors, to_device
 from .outputs import DepthOutput
-from .transforms import network_input_size, normalize, normalize_disparity, resize, with_resolution
+from .precision import SUPPORTED_DTYPES, resolve_dtype
+from .transforms import check_normalization, network_input_size, normalize_disparity, prepare_compact, resize, with_resolution
 from .weights import resolve_weights
 
 CONFIG_NAME = "midas_depth_config.json"
@@ -32,10 +32,33 @@ def _spec_for_hub_id(name: str) -> Optional[ModelSpec]:
     return None
 
 
-def _is_flat(image: torch.Tensor, tolerance: float = 1.0 / 512) -> bool:
-    """True for an image whose every pixel has the same color (within half an 8-bit step)."""
-    flat = image.reshape(image.shape[0], -1)
-    return bool(((flat.max(dim=1).values - flat.min(dim=1).values) <= tolerance).all())
+def _is_flat(image: torch.Tensor, tolerance: float = 1.0 / 512) -> torch.Tensor:
+    """Whether a compact ``(C,H,W)`` image has one color everywhere (within half an 8-bit step), as
+    a bool tensor on the image's device (no sync): one cheap pass over its compact pixels."""
+    values = image.to(torch.int32) if image.dtype == torch.uint16 else image  # no uint16 min/max kernels
+    lo, hi = torch.aminmax(values)
+    return (hi - lo).float() <= tolerance * VALUE_SCALE[image.dtype]
+
+
+OutputDevice = Union[str, torch.device, None]
+
+
+def _output_device(output_device: OutputDevice, device: torch.device) -> torch.device:
+    if output_device is None or (isinstance(output_device, str) and output_device == "same"):
+        return device
+    try:
+        return torch.device(output_device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"output_device must be a device, 'same' or None, got {output_device!r}") from None
+
+
+def _move(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``t`` on ``device``; GPU results land in pinned CPU memory (the caller synchronizes once)."""
+    if t.device == device:
+        return t
+    if t.device.type == "cuda" and device.type == "cpu":
+        return torch.empty(t.shape, dtype=t.dtype, pin_memory=True).copy_(t, non_blocking=True)
+    return t.to(device)
 
 
 class DepthEstimator:
@@ -44,8 +67,11 @@ class DepthEstimator:
     >>> est = DepthEstimator.from_pretrained("dpt_swin2_tiny_256")      # doctest: +SKIP
     >>> out = est(image)                                                # doctest: +SKIP
     >>> out.disparity.shape        # (1, 1, H, W), float32 in [0, 1], near = 1
+    >>> outs = est.estimate_each([photo, other_size_photo])             # doctest: +SKIP
 
-    The caller owns device and dtype: ``est.to("cuda", torch.float16)``.
+    The caller owns device and dtype: ``est.to("cuda", torch.float16)``; ``est.device`` and
+    ``est.dtype`` are read from the network's parameters (they follow any move of ``est.model``).
+    Images go to that device in their compact form (uint8/uint16) and everything after runs there.
     """
 
     def __init__(
@@ -59,8 +85,6 @@ class DepthEstimator:
         self.spec = spec
         self.preprocess = preprocess or spec.preprocess
         self.max_pixels = max_pixels
-        self.device = torch.device("cpu")
-        self.dtype = torch.float32
         self.reduced = False
         self.memory_format = torch.contiguous_format
         self.compiled = False
@@ -155,27 +179,42 @@ class DepthEstimator:
         return folder
 
     # ------------------------------------------------------------------ device / dtype
+    @property
+    def device(self) -> torch.device:
+        """Where the network's parameters are (the CPU for a network without any)."""
+        param = next(self.model.parameters(), None)
+        return param.device if param is not None else torch.device("cpu")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The floating-point type of the network's parameters (float32 for a network without any)."""
+        param = next((p for p in self.model.parameters() if p.is_floating_point()), None)
+        return param.dtype if param is not None else torch.float32
+
     def to(
         self,
         device: Union[str, torch.device, None] = None,
-        dtype: Optional[torch.dtype] = None,
+        dtype: Union[torch.dtype, str, None] = None,
         *,
         memory_format: Optional[torch.memory_format] = None,
     ) -> "DepthEstimator":
-        """Move the model; ``memory_format=torch.channels_last`` also feeds the network NHWC inputs."""
+        """Move the model; ``memory_format=torch.channels_last`` also feeds the network NHWC inputs.
+
+        ``dtype`` is a torch dtype or a name: ``"float32"``, ``"float16"``, ``"bfloat16"``, or
+        ``"auto"`` (``precision.resolve_dtype``: bf16 on CPUs with native bf16 units, fp16 on CUDA, ...
+        per model, for the device the model ends up on)."""
         if isinstance(device, torch.dtype):
             device, dtype = None, device
-        if dtype is not None and dtype not in (torch.float32, torch.float16, torch.bfloat16):
-            raise ValueError(f"dtype must be float32, float16 or bfloat16, got {dtype}")
         if memory_format is not None and memory_format not in (torch.contiguous_format, torch.channels_last):
             raise ValueError(f"memory_format must be torch.contiguous_format or torch.channels_last, got {memory_format}")
-        if device is not None:
-            self.device = torch.device(device)
+        target = torch.device(device) if device is not None else self.device
         if dtype is not None:
-            self.dtype = dtype
+            if isinstance(dtype, torch.dtype) and dtype not in SUPPORTED_DTYPES:
+                raise ValueError(f"dtype must be float32, float16 or bfloat16, got {dtype}")
+            dtype = resolve_dtype(dtype, target, self.spec.name)
         if memory_format is not None:
             self.memory_format = memory_format
-        self.model.to(device=self.device, dtype=self.dtype, memory_format=self.memory_format)
+        self.model.to(device=device, dtype=dtype, memory_format=self.memory_format)
         return self
 
     def compile(self, **kwargs: Any) -> "DepthEstimator":
@@ -189,11 +228,12 @@ class DepthEstimator:
 
     def at_resolution(self, resolution: Optional[int]) -> "DepthEstimator":
         """The same network at another processing resolution (MiDaS ``--height``): a view sharing the
-        weights, device, dtype and memory format; nothing reloads. ``None``/0 returns ``self``."""
+        model (so its device and dtype), with this estimator's memory format; nothing reloads.
+        ``None``/0 returns ``self``."""
         if not resolution:
             return self
         view = DepthEstimator(self.model, self.spec, with_resolution(self.preprocess, resolution), self.max_pixels)
-        view.device, view.dtype, view.memory_format = self.device, self.dtype, self.memory_format
+        view.memory_format, view.reduced, view.compiled = self.memory_format, self.reduced, self.compiled
         return view
 
     @property
@@ -206,7 +246,8 @@ class DepthEstimator:
 
     @torch.inference_mode()
     def predict_raw(self, batch: torch.Tensor) -> torch.Tensor:
-        """Run the network on a prepared, normalized ``(B,3,h,w)`` batch; returns ``(B,h,w)`` float32."""
+        """Run the network on a prepared, normalized ``(B,3,h,w)`` batch; returns ``(B,h,w)`` float32
+        on the estimator's device."""
         self.forward_count += 1
         x = batch.to(device=self.device, dtype=self.dtype).contiguous(memory_format=self.memory_format)
         return self.model(x).float()
@@ -220,46 +261,110 @@ class DepthEstimator:
         gamma: float = 1.0,
         invert: bool = False,
         batch_size: int = 8,
+        output_device: OutputDevice = "cpu",
     ) -> DepthOutput:
-        """Depth of one image or a list of images (sizes may differ).
+        """Depth of one image or a batch of images of one size: ``disparity`` and ``raw`` are
+        ``(B,1,H,W)`` float32 tensors. For images of different sizes use ``estimate_each``.
 
         Normalization is per image: min-max (default) or min-max after clipping to
-        ``percentile=(low, high)``; then ``gamma``; ``invert=True`` makes near = 0.
+        ``percentile=(low, high)``; then ``gamma``; ``invert=True`` makes near = 0. Results come back
+        on the CPU; ``output_device="same"`` (or ``None``) leaves them on the estimator's device, any
+        other device moves them there.
         """
+        compact = self._compact(images, batch_size, percentile, gamma)
+        sizes = sorted({tuple(img.shape[-2:]) for img in compact})
+        if len(sizes) > 1:
+            shown = ", ".join(f"{w}x{h}" for h, w in sizes[:4]) + (" ..." if len(sizes) > 4 else "")
+            raise ValueError(
+                f"est(images) returns one (B,1,H,W) tensor, but the images have different sizes ({shown}); "
+                "use est.estimate_each(images, ...) for one DepthOutput per image at its own size"
+            )
+        target = _output_device(output_device, self.device)
+        raws, disparities = [], []
+        for chunk in self._chunks(compact, batch_size):
+            raw, disparity = self._estimate_batch([compact[i] for i in chunk], percentile, gamma, invert)
+            raws.append(_move(raw, target))
+            disparities.append(_move(disparity, target))
+        self._wait_for_copies(target)
+        raw = raws[0] if len(raws) == 1 else torch.cat(raws)
+        disparity = disparities[0] if len(disparities) == 1 else torch.cat(disparities)
+        return DepthOutput(disparity=disparity, raw=raw, model_name=self.spec.name,
+                           settings=self._settings(percentile, gamma, invert))
+
+    @torch.inference_mode()
+    def estimate_each(
+        self,
+        images: Union[ImageLike, Sequence[ImageLike]],
+        *,
+        percentile: Optional[Tuple[float, float]] = None,
+        gamma: float = 1.0,
+        invert: bool = False,
+        batch_size: int = 8,
+        output_device: OutputDevice = "cpu",
+    ) -> List[DepthOutput]:
+        """One ``DepthOutput`` (B=1) per image, each at its image's size; the sizes may differ.
+
+        Images of equal network input size still run through the network together (up to
+        ``batch_size``); arguments as for ``__call__``."""
+        compact = self._compact(images, batch_size, percentile, gamma)
+        target = _output_device(output_device, self.device)
+        outs: List[Optional[DepthOutput]] = [None] * len(compact)
+        settings = self._settings(percentile, gamma, invert)
+        for chunk in self._chunks(compact, batch_size):
+            by_size: Dict[Tuple[int, int], List[int]] = {}
+            for i in chunk:
+                by_size.setdefault(tuple(compact[i].shape[-2:]), []).append(i)
+            prediction = self._predict([compact[i] for i in chunk])
+            position = {i: j for j, i in enumerate(chunk)}
+            for size, members in by_size.items():
+                rows = torch.tensor([position[i] for i in members], device=prediction.device)
+                flat = torch.stack([_is_flat(compact[i]) for i in members])
+                raw, disparity = self._finish(prediction.index_select(0, rows), size, flat, percentile, gamma, invert)
+                for k, i in enumerate(members):
+                    outs[i] = DepthOutput(disparity=_move(disparity[k : k + 1], target), raw=_move(raw[k : k + 1], target),
+                                          model_name=self.spec.name, settings=dict(settings))
+        self._wait_for_copies(target)
+        return outs  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------ the device path
+    def _compact(self, images, batch_size: int, percentile, gamma) -> List[torch.Tensor]:
+        """Check the arguments, then the images in compact form on the estimator's device."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        rgb = to_rgb_tensors(images, self.max_pixels)
-        raws: List[Optional[torch.Tensor]] = [None] * len(rgb)
-        # group images of equal network size into batches
+        check_normalization(percentile, gamma)
+        device = self.device
+        pinned = device.type == "cuda" and torch.cuda.is_available()
+        return [to_device(img, device) for img in to_compact_tensors(images, self.max_pixels, pin_memory=pinned)]
+
+    def _chunks(self, compact: List[torch.Tensor], batch_size: int) -> List[List[int]]:
+        """Indices of images of equal network input size, in runs of at most ``batch_size``."""
         groups: Dict[Tuple[int, int], List[int]] = {}
-        for i, img in enumerate(rgb):
+        for i, img in enumerate(compact):
             groups.setdefault(self.network_input_size(img.shape[-2], img.shape[-1]), []).append(i)
-        for size, indices in groups.items():
-            for start in range(0, len(indices), batch_size):
-                chunk = indices[start : start + batch_size]
-                prepared = torch.cat(
-                    [
-                        normalize(
-                            resize(rgb[i].unsqueeze(0), size, self.preprocess.interpolation),
-                            self.preprocess.mean,
-                            self.preprocess.std,
-                        )
-                        for i in chunk
-                    ]
-                )
-                prediction = self.predict_raw(prepared).cpu()
-                for j, i in enumerate(chunk):
-                    target = rgb[i].shape[-2:]
-                    raws[i] = F.interpolate(
-                        prediction[j : j + 1, None], size=tuple(target), mode="bicubic", align_corners=False
-                    )
-        disparities = [
-            # a flat image has no depth cue: its map is flat too (not min-max-stretched border noise)
-            torch.full_like(r, 1.0 if invert else 0.0) if _is_flat(img) else normalize_disparity(r, percentile, gamma, invert)
-            for r, img in zip(raws, rgb)
-        ]
-        same_size = len({tuple(r.shape) for r in raws}) == 1
-        settings = {
+        return [g[s : s + batch_size] for g in groups.values() for s in range(0, len(g), batch_size)]
+
+    def _predict(self, images: List[torch.Tensor]) -> torch.Tensor:
+        """The network's ``(B,h,w)`` float32 prediction for compact images of one network input size."""
+        size = self.network_input_size(images[0].shape[-2], images[0].shape[-1])
+        batch = torch.cat([prepare_compact(img, size, self.preprocess) for img in images])
+        return self.predict_raw(batch)
+
+    def _finish(self, prediction, size, flat, percentile, gamma, invert) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Raw map at the image ``size`` (bicubic, as MiDaS ``run.py``) and its normalized disparity;
+        an image of one color (``flat``) has no depth cue: its map is flat too."""
+        raw = resize(prediction[:, None], size, "bicubic")
+        return raw, normalize_disparity(raw, percentile, gamma, invert, flat=flat)
+
+    def _estimate_batch(self, images, percentile, gamma, invert) -> Tuple[torch.Tensor, torch.Tensor]:
+        flat = torch.stack([_is_flat(img) for img in images])
+        return self._finish(self._predict(images), tuple(images[0].shape[-2:]), flat, percentile, gamma, invert)
+
+    def _wait_for_copies(self, target: torch.device) -> None:
+        if target.type == "cpu" and self.device.type == "cuda":
+            torch.cuda.current_stream(self.device).synchronize()
+
+    def _settings(self, percentile, gamma, invert) -> Dict[str, Any]:
+        return {
             "model_name": self.spec.name,
             "percentile": percentile,
             "gamma": gamma,
@@ -267,12 +372,6 @@ class DepthEstimator:
             "net_size": tuple(self.preprocess.net_size),
             "keep_aspect_ratio": self.preprocess.keep_aspect_ratio,
         }
-        return DepthOutput(
-            disparity=torch.cat(disparities) if same_size else disparities,
-            raw=torch.cat(raws) if same_size else raws,
-            model_name=self.spec.name,
-            settings=settings,
-        )
 
     def __repr__(self) -> str:
         return f"DepthEstimator({self.spec.name!r}, device={self.device}, dtype={self.dtype})"

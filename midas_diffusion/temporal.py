@@ -15,6 +15,8 @@ from typing import Deque, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
+from .images import VALUE_SCALE
+
 
 @dataclass(frozen=True)
 class SequenceNormalization:
@@ -38,9 +40,11 @@ class SequenceNormalization:
 
 
 def thumbnail(rgb: torch.Tensor, size: int = 32) -> torch.Tensor:
-    """``(3,H,W)`` in [0,1] -> ``(size,size)`` gray, for cut detection."""
+    """``(C,H,W)`` image -> ``(size,size)`` gray in [0,1] on the CPU, for cut detection. Float
+    images are in [0,1]; uint8 and uint16 (the compact form of ``images``) are scaled by their range."""
+    scale = VALUE_SCALE.get(rgb.dtype, 1.0)
     gray = rgb.float().mean(dim=0, keepdim=True)[None]
-    return F.adaptive_avg_pool2d(gray, size)[0, 0]
+    return (F.adaptive_avg_pool2d(gray, size)[0, 0] / scale).cpu()
 
 
 def frame_range(raw: torch.Tensor, percentile: Optional[Tuple[float, float]]) -> Tuple[float, float]:
@@ -51,7 +55,8 @@ def frame_range(raw: torch.Tensor, percentile: Optional[Tuple[float, float]]) ->
     if percentile is None:
         return values.min().item(), values.max().item()
     sample = values if values.numel() <= 1_000_000 else values[:: values.numel() // 1_000_000 + 1]
-    lo, hi = torch.quantile(sample, torch.tensor([percentile[0] / 100, percentile[1] / 100])).tolist()
+    q = torch.tensor([percentile[0] / 100, percentile[1] / 100], device=sample.device)
+    lo, hi = torch.quantile(sample, q).tolist()
     return lo, hi
 
 

@@ -16,7 +16,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 
-from .images import ImageLike, to_rgb_tensors
+from .images import ImageLike, to_compact_tensors
 from .outputs import DepthOutput
 from .transforms import normalize_disparity
 
@@ -119,20 +119,21 @@ def estimate_tiled(
     """Depth of one large image from overlapping tiles, aligned to a whole-image pass.
 
     ``estimator`` is a ``DepthEstimator`` (anything with ``preprocess.net_size`` and
-    ``__call__(images, batch_size=...) -> DepthOutput`` works). ``tile_size`` defaults to the
-    model's network size, in image pixels; an image no larger than one tile gets the single pass.
+    ``__call__(images, batch_size=...) -> DepthOutput`` works; tiles of one image all have one size).
+    ``tile_size`` defaults to the model's network size, in image pixels; an image no larger than one
+    tile gets the single pass. The tiles are cut from the compact image (uint8 stays uint8).
     ``raw`` of the result is in the units of the whole-image pass; ``disparity`` is normalized as
-    ``DepthEstimator.__call__`` does.
+    ``DepthEstimator.__call__`` does; both ``(1,1,H,W)`` float32 on the CPU.
     """
-    rgb = to_rgb_tensors(image, getattr(estimator, "max_pixels", None))
-    if len(rgb) != 1:
-        raise ValueError(f"estimate_tiled takes one image, got {len(rgb)}")
-    img = rgb[0]
+    compact = to_compact_tensors(image, getattr(estimator, "max_pixels", None))
+    if len(compact) != 1:
+        raise ValueError(f"estimate_tiled takes one image, got {len(compact)}")
+    img = compact[0]
     height, width = img.shape[-2:]
     tile = tuple(tile_size) if tile_size is not None else tuple(estimator.preprocess.net_size)
     if len(tile) != 2 or min(tile) < 1:
         raise ValueError(f"tile_size must be (height, width) in pixels, got {tile_size}")
-    coarse = estimator(img, batch_size=1).per_image("raw")[0][0].double()  # (H, W)
+    coarse = estimator(img, batch_size=1).raw[0, 0].double().cpu()  # (H, W)
     grid = tile_grid(height, width, tile, tile_overlap)
     if len(grid) == 1:
         raw = coarse
@@ -141,7 +142,8 @@ def estimate_tiled(
         crops = [img[:, t:b, l:r] for t, l, b, r in boxes]
         preds: List[torch.Tensor] = []
         for start in range(0, len(crops), batch_size):
-            preds.extend(p[0].double() for p in estimator(crops[start : start + batch_size], batch_size=batch_size).per_image("raw"))
+            raw_tiles = estimator(crops[start : start + batch_size], batch_size=batch_size).raw
+            preds.extend(p[0].double().cpu() for p in raw_tiles)
         weights = blend_weights(grid, tile_overlap)
         acc = torch.zeros(height, width, dtype=torch.float64)
         norm = torch.zeros(height, width, dtype=torch.float64)

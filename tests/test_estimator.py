@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 import midas_diffusion as md
 
@@ -49,10 +49,27 @@ def test_batch_of_different_sizes_and_input_types(estimators, tmp_path):
     assert sixteen.mode.startswith("I;16")
     float_arr = _photo(20, 30).astype(np.float32) / 255
     tensor = torch.rand(3, 25, 35)
-    out = est([rgba, gray, sixteen, float_arr, _photo(33, 44).astype(np.uint16) * 257, tensor])
-    sizes = [tuple(d.shape[-2:]) for d in out.disparity]
-    assert sizes == [(40, 60), (30, 50), (32, 45), (20, 30), (33, 44), (25, 35)]
-    assert all(d.dtype == torch.float32 and d.min() >= 0 and d.max() <= 1 for d in out.disparity)
+    images = [rgba, gray, sixteen, float_arr, _photo(33, 44).astype(np.uint16) * 257, tensor]
+    outs = est.estimate_each(images, batch_size=4)
+    assert [o.disparity.shape for o in outs] == [(1, 1, 40, 60), (1, 1, 30, 50), (1, 1, 32, 45), (1, 1, 20, 30),
+                                                 (1, 1, 33, 44), (1, 1, 25, 35)]
+    assert all(o.disparity.dtype == torch.float32 and o.disparity.min() >= 0 and o.disparity.max() <= 1 for o in outs)
+    assert all(o.raw.shape == o.disparity.shape for o in outs)
+    for image, out in zip(images, outs):  # batching images of one network size changes nothing
+        torch.testing.assert_close(out.raw, est(image).raw, rtol=0, atol=1e-5 * float(out.raw.max() - out.raw.min()))
+    with pytest.raises(ValueError, match="different sizes.*estimate_each"):
+        est(images)
+
+
+def test_one_output_type_whatever_the_input(estimators):
+    est = estimators("midas_v21_small_256")
+    for images in (_photo(30, 50), [_photo(30, 50)], [_photo(30, 50), _photo(30, 50, seed=1)], torch.rand(3, 3, 30, 50)):
+        out = est(images)
+        n = 1 if not isinstance(images, (list, torch.Tensor)) or (isinstance(images, torch.Tensor) and images.ndim == 3) else len(images)
+        assert isinstance(out.disparity, torch.Tensor) and out.disparity.shape == (n, 1, 30, 50)
+        assert isinstance(out.raw, torch.Tensor) and out.raw.shape == (n, 1, 30, 50) and len(out) == n
+        assert [m.shape for m in out.per_image()] == [(1, 30, 50)] * n
+        assert out.disparity.device.type == "cpu" and out.raw.dtype == torch.float32
 
 
 def test_16bit_input_keeps_precision(estimators):
@@ -73,11 +90,64 @@ def test_exif_rotated_file_is_upright(estimators, tmp_path):
     assert out.disparity.shape == (1, 1, 70, 40)
 
 
+@pytest.mark.parametrize("orientation,shown", [(6, (48, 64)), (8, (48, 64)), (3, (64, 48))])
+def test_exif_orientation_of_a_pil_image_is_applied(estimators, tmp_path, orientation, shown):
+    est = estimators("midas_v21_small_256")
+    pixels = _photo(64, 48)  # stored 48 wide, 64 high
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(pixels).save(tmp_path / "photo.jpg", exif=exif, quality=95)
+    opened = Image.open(tmp_path / "photo.jpg")  # as a user opens it: orientation not applied
+    assert opened.size == (48, 64)
+    from_pil = est(opened)
+    from_path = est(str(tmp_path / "photo.jpg"))
+    assert from_pil.disparity.shape == (1, 1, *shown) == from_path.disparity.shape
+    assert torch.equal(from_pil.raw, from_path.raw)
+    # the map is the map of the upright pixels
+    upright = est(np.asarray(ImageOps.exif_transpose(Image.open(tmp_path / "photo.jpg"))))
+    assert torch.equal(upright.raw, from_pil.raw)
+
+
+def test_device_and_dtype_belong_to_the_model(estimators):
+    est = md.DepthEstimator.from_pretrained("midas_v21_small_256", reduced=True)
+    view = est.at_resolution(320)
+    assert view.model is est.model and view.preprocess.net_size == (320, 320)
+    est.model.to(torch.bfloat16)  # moved behind the estimator's back: it follows
+    assert est.dtype == torch.bfloat16 and view.dtype == torch.bfloat16 and est.device.type == "cpu"
+    est.to(dtype=torch.float32)
+    assert view.dtype == torch.float32
+    with pytest.raises(AttributeError):
+        est.device = torch.device("cpu")
+    with pytest.raises(AttributeError):
+        est.dtype = torch.float16
+    with pytest.raises(ValueError, match="dtype"):
+        est.to(dtype=torch.int8)
+    with pytest.raises(ValueError, match="dtype"):
+        est.to(dtype="float8")
+    with pytest.raises(ValueError, match="memory_format"):
+        est.to(memory_format=torch.preserve_format)
+    assert est(_photo(30, 40)).disparity.shape == (1, 1, 30, 40)
+
+
+def test_results_can_stay_on_the_device(estimators):
+    est = estimators("midas_v21_small_256")
+    out = est(_photo(30, 40), output_device="same")
+    assert out.disparity.device == est.device and out.raw.device == est.device
+    assert est(_photo(30, 40), output_device=None).raw.device == est.device
+    with pytest.raises(ValueError, match="output_device"):
+        est(_photo(30, 40), output_device="nowhere")
+
+
 def test_constant_image_gives_constant_map(estimators):
     est = estimators("dpt_hybrid_384")
     out = est(np.full((50, 70, 3), 128, np.uint8))
     assert torch.isfinite(out.disparity).all()
-    assert out.disparity.min() == out.disparity.max()
+    assert out.disparity.min() == out.disparity.max() == 0
+    assert (est(np.full((50, 70), 40000, np.uint16), invert=True).disparity == 1).all()
+    assert (est(torch.full((3, 20, 30), 0.25), gamma=0.5).disparity == 0).all()
+    almost = np.full((50, 70, 3), 128, np.uint8)
+    almost[10, 10, 1] = 129  # one step of 8 bits is a cue
+    assert est(almost).disparity.max() == 1
 
 
 def test_normalization_options(estimators):

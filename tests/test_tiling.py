@@ -43,7 +43,8 @@ class StubEstimator:
             shift = torch.randn((), generator=self.g, dtype=torch.float64)
             d = scale * d + shift + self.noise * torch.randn(d.shape, generator=self.g, dtype=torch.float64)
             raws.append(F.interpolate(d, size=(h, w), mode="bicubic", align_corners=False).float())
-        return md.DepthOutput(disparity=raws, raw=raws, model_name="stub")
+        raw = torch.cat(raws)
+        return md.DepthOutput(disparity=raw, raw=raw, model_name="stub")
 
 
 def _affine_rmse(pred, truth):
@@ -55,7 +56,7 @@ def test_tiled_beats_single_pass_and_shows_no_seam():
     truth = _truth()
     image = truth.float()[None].expand(3, -1, -1).contiguous()
     stub = StubEstimator()
-    single = stub(image).raw[0][0, 0]
+    single = stub(image).raw[0, 0]
     tiled_out = estimate_tiled(stub, image, tile_overlap=0.25)
     tiled = tiled_out.raw[0, 0]
     assert tiled_out.disparity.shape == (1, 1, 256, 320) and tiled_out.settings["tiles"][0] > 1
@@ -102,3 +103,17 @@ def test_tiled_with_a_real_tiny_model_and_small_image_falls_back():
     assert torch.isfinite(out.raw).all() and out.disparity.min() == 0 and out.disparity.max() == 1
     small = rng.integers(0, 255, (100, 120, 3), dtype=np.uint8)
     assert torch.allclose(estimate_tiled(est, small).raw, est(small).raw)
+
+
+def test_tiles_are_cut_from_the_compact_image():
+    """Tiles of a uint8 image reach the estimator as uint8 crops (no float copy of the whole image)."""
+    seen = []
+
+    class Recording(StubEstimator):
+        def __call__(self, images, batch_size=1):
+            seen.extend(t.dtype for t in (images if isinstance(images, list) else [images]))
+            return super().__call__(images, batch_size)
+
+    image = (_truth(128, 160) * 255).to(torch.uint8)[None].expand(3, -1, -1)
+    out = estimate_tiled(Recording(), image)
+    assert out.disparity.shape == (1, 1, 128, 160) and set(seen) == {torch.uint8} and len(seen) > 1

@@ -1,0 +1,70 @@
+"""dtype="auto" and dtype names: the same answers on CPUs with and without native bf16 (mocked)."""
+
+import pytest
+import torch
+
+import midas_diffusion as md
+from midas_diffusion import precision
+from midas_diffusion.cli import build_parser
+from midas_diffusion.precision import BF16_INACCURATE, FP16_OVERFLOW, auto_dtype, resolve_dtype
+
+
+@pytest.fixture(params=[True, False], ids=["cpu_bf16", "cpu_no_bf16"])
+def bf16_cpu(request, monkeypatch):
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: request.param)
+    return request.param
+
+
+def test_auto_on_the_cpu_follows_the_bf16_units(bf16_cpu, monkeypatch):
+    expected = torch.bfloat16 if bf16_cpu else torch.float32
+    assert resolve_dtype("auto", "cpu", "dpt_beit_base_384") == expected
+    assert resolve_dtype("auto", torch.device("cpu"), None) == expected
+    monkeypatch.setattr(precision, "BF16_INACCURATE", frozenset({"dpt_beit_base_384"}))
+    assert resolve_dtype("auto", "cpu", "dpt_beit_base_384") == torch.float32  # refused where bf16 is visible
+
+
+def test_auto_on_gpus(monkeypatch):
+    monkeypatch.setattr(precision, "_cuda_has_bf16", lambda device: True)
+    assert auto_dtype("cuda", "dpt_beit_large_512") == torch.float16
+    assert auto_dtype("cuda:1", "midas_v21_small_256") == torch.float16
+    for name in FP16_OVERFLOW:  # the original run.py warns that Swin overflows in fp16
+        assert auto_dtype("cuda", name) == torch.bfloat16
+        assert auto_dtype("mps", name) == torch.float32
+    monkeypatch.setattr(precision, "_cuda_has_bf16", lambda device: False)
+    assert auto_dtype("cuda", "dpt_swin2_tiny_256") == torch.float32
+    assert auto_dtype("mps", "dpt_levit_224") == torch.float16
+    assert auto_dtype("xpu", "dpt_levit_224") == torch.float32
+
+
+def test_names_and_bad_values():
+    assert resolve_dtype("float16") == resolve_dtype("fp16") == resolve_dtype(torch.float16) == torch.float16
+    assert resolve_dtype("bf16") == resolve_dtype("torch.bfloat16") == torch.bfloat16
+    assert resolve_dtype(None) == resolve_dtype("float32") == torch.float32
+    for bad in ("float8", torch.int8, 16):
+        with pytest.raises(ValueError, match="dtype"):
+            resolve_dtype(bad)
+
+
+def test_the_fallback_list_names_zoo_models():
+    assert set(BF16_INACCURATE) <= set(md.list_models()) and set(FP16_OVERFLOW) <= set(md.list_models())
+
+
+def test_estimator_to_auto(bf16_cpu):
+    est = md.DepthEstimator.from_pretrained("midas_v21_small_256", reduced=True)
+    est.to(dtype="auto")
+    assert est.dtype == (torch.bfloat16 if bf16_cpu else torch.float32)
+    out = est(torch.rand(3, 30, 40))
+    assert out.disparity.dtype == torch.float32 and torch.isfinite(out.disparity).all()
+    est.to("cpu", "float32")
+    assert est.dtype == torch.float32
+
+
+def test_depth_command_defaults_to_auto():
+    args = build_parser().parse_args(["depth", "in.png", "-o", "out"])
+    assert args.dtype == "auto"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["depth", "in.png", "-o", "out", "--dtype", "float8"])
+
+
+def test_cpu_probe_answers_without_parsing_proc():
+    assert isinstance(precision.cpu_has_native_bf16(), bool)
