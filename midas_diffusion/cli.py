@@ -1,7 +1,8 @@
 """``midas-diffusion`` command line.
 
     midas-diffusion models
-    midas-diffusion depth INPUT... -o OUTDIR [--model NAME] [--format png16,pfm,npy,preview]
+    midas-diffusion depth INPUT... -o OUTDIR [--model NAME] [--format png16,pfm,npy,preview] [--metric-from POINTS]
+    midas-diffusion evaluate --model A,B --dataset nyu,kitti,... --root DIR [--limit N] [--out results.json]
     accelerate launch -m midas_diffusion.cli depth ...   # the same run split across processes/GPUs
 
 Other subcommands (``stylize``, ``rgbd``, ``ui``) come from the ``pipelines`` and ``ui`` packages
@@ -130,6 +131,10 @@ def add_depth_parser(sub) -> None:
     p.add_argument("--far", type=float, default=10.0, help="--export: distance of disparity 0")
     p.add_argument("--max-depth-jump", type=float, default=0.1, help="--export glb: cut triangles across larger jumps")
     p.add_argument("--panorama", action="store_true", help="--export: equirectangular unprojection")
+    p.add_argument("--metric-from", default=None, metavar="POINTS",
+                   help="known depths: CSV x,y,depth_m, 16-bit PNG in mm, NPY in metres, EXR (imageio), or a folder "
+                        "of them named like the images; also writes NAME-metric.png (mm) / .npy / .pfm (metres) "
+                        "and makes --export metric")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run_depth)
 
@@ -146,17 +151,24 @@ def _all_exist(targets: dict) -> bool:
     return all(p.exists() for p in targets.values())
 
 
-def _write(targets: dict, disparity, raw, rgb=None, args=None) -> None:
-    """Write every requested output of one image; ``ply``/``glb`` (``--export``) need its RGB."""
+def _write(targets: dict, disparity, raw, rgb=None, args=None, metric=None) -> None:
+    """Write every requested output of one image; ``ply``/``glb`` (``--export``) need its RGB;
+    ``metric`` (a ``MetricDepth``, from ``--metric-from``) feeds ``metric-*`` outputs and the exports."""
     from .writers import WRITERS
 
     for fmt, path in targets.items():
-        if fmt in ("ply", "glb"):
+        if fmt.startswith("metric-"):
+            from .metric_io import write_metric
+
+            write_metric({fmt: path}, metric)
+        elif fmt in ("ply", "glb"):
             from .rgbd import EXPORTERS
 
             geometry = dict(fov_deg=args.fov, near=args.near, far=args.far, panorama=args.panorama)
             if fmt == "glb":
                 geometry["max_depth_jump"] = args.max_depth_jump
+            if metric is not None:
+                geometry["depth"] = metric.depth
             from .images import to_float_rgb
 
             pixels = to_float_rgb(rgb).permute(1, 2, 0).cpu().numpy()  # rgb: compact (C,H,W)
@@ -227,6 +239,15 @@ def run_depth(args) -> int:
     outdir = Path(args.output)
     images = [(src, output_paths(outdir, stem, args.format + args.export)) for src, stem in pairs if not is_video(src)]
     videos = [(src, stem) for src, stem in pairs if is_video(src)]
+    if getattr(args, "metric_from", None):
+        from .metric_io import check_metric_request, metric_targets
+
+        problem = check_metric_request(args.metric_from, len(images), len(videos), args.format, args.export)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            finish(shard)
+            return 1
+        images = [(src, {**targets, **metric_targets(targets)}) for src, targets in images]
     todo = []
     for src, targets in images:
         if not args.overwrite and _all_exist(targets):
@@ -318,7 +339,12 @@ def _run_images(est, todo, args, counts: _Counts, progress: bool) -> None:
             continue
         for (src, targets, rgb), disparity, raw in zip(ready, disparities, raws):
             try:
-                _write(targets, disparity, raw, rgb, args)
+                metric = None
+                if getattr(args, "metric_from", None):
+                    from .metric_io import metric_for_image
+
+                    metric = metric_for_image(args.metric_from, src, raw)
+                _write(targets, disparity, raw, rgb, args, metric)
                 counts.done += 1
             except (ValueError, OSError) as exc:
                 counts.failed += 1
@@ -432,6 +458,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_depth_parser(sub)
     models = sub.add_parser("models", help="list the zoo")
     models.set_defaults(func=run_models)
+    from .evaluate_cli import add_evaluate_parser
+
+    add_evaluate_parser(sub)
     for extension in _extensions():
         extension(sub)
     return parser

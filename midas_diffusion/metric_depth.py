@@ -19,7 +19,8 @@ with the Huber weight, ``k = inlier_threshold``); ``robust=False`` uses every po
 
 Too few points, points that all have the same disparity, non-positive depths or a fit in which
 depth grows with disparity raise ``ValueError``; a fit whose median inlier residual exceeds
-``warn_residual`` or that keeps fewer than half the points warns (``PoorFitWarning``).
+``warn_residual``, that keeps fewer than half the points, or that rests on two points while
+rejecting others warns (``PoorFitWarning``).
 """
 
 from __future__ import annotations
@@ -229,7 +230,8 @@ def metric_depth(disparity, sparse_depth, sparse_mask=None, *, robust: Union[boo
     elif not max_depth > 0:
         raise ValueError(f"max_depth must be positive (metres), got {max_depth}")
     kept = int(inliers.sum())
-    if residual > warn_residual or kept < max(2, 0.5 * n):
+    # poor: a large error, most points rejected, or only two agreeing points (nothing checks them)
+    if residual > warn_residual or kept < 0.5 * n or (kept < 3 and kept < n):
         warnings.warn(
             f"poor metric fit: {kept} of {n} known points agree within {inlier_threshold:.0%}, median error of those "
             f"{residual:.1%} (check the points' positions and units; depth is in metres)",
