@@ -1,15 +1,19 @@
 """ComfyUI nodes, called the way ComfyUI calls them, without ComfyUI (offline, tiny models)."""
 
+import gc
 import inspect
+import os
 import sys
+import weakref
 
 import numpy as np
 import pytest
 import torch
 
+import comfy_stubs
 from midas_diffusion import DepthEstimator
 from reference import recipe_init_
-from midas_diffusion.ui import comfyui, runtime
+from midas_diffusion.ui import comfyui
 
 B, H, W = 2, 48, 80
 
@@ -99,16 +103,95 @@ def test_estimate_resolution_and_bad_input(depth_model):
 
 
 def test_model_is_loaded_once_across_executions(tiny_folder):
-    runtime.clear_models()
-    before = runtime.cache_info()["loads"]
+    loads = comfyui.model_cache().counts()["loads"]
     first = _call(comfyui.MidasLoadDepthModel, model_path=tiny_folder)[0]
     for _ in range(3):
         model = _call(comfyui.MidasLoadDepthModel, model_path=tiny_folder)[0]
         _call(comfyui.MidasEstimateDepth, image=_frames(1), depth_model=model)
         assert model is first
-    assert runtime.cache_info()["loads"] == before + 1
+    assert comfyui.model_cache().counts()["loads"] == loads + 1
     other = comfyui.MidasLoadDepthModel().load("dpt_beit_large_512", dtype="bfloat16", model_path=tiny_folder)[0]
-    assert other is not first and other.dtype == torch.bfloat16 and runtime.cache_info()["loads"] == before + 2
+    assert other is not first and other.dtype == torch.bfloat16
+    assert comfyui.model_cache().counts()["loads"] == loads + 2
+
+
+def _reduced_folder(tmp_path, name="small", seed=0):
+    est = DepthEstimator.from_pretrained("midas_v21_small_256", reduced=True)
+    recipe_init_(est.model, seed=seed)
+    return str(est.save_pretrained(tmp_path / name))
+
+
+def test_a_dropped_loader_output_frees_the_model(tmp_path):
+    """ComfyUI owns the model: once its output cache drops the loader's output, the network is freed
+    (nothing of ours keeps it), and the next run loads it again."""
+    folder = _reduced_folder(tmp_path)
+    loads = comfyui.model_cache().counts()["loads"]
+    est = _call(comfyui.MidasLoadDepthModel, model_path=folder)[0]
+    _call(comfyui.MidasEstimateDepth, image=_frames(1), depth_model=est)
+    network, estimator = weakref.ref(est.model), weakref.ref(est)
+    assert comfyui.model_cache().counts()["depth"] >= 1
+    del est
+    gc.collect()
+    assert network() is None and estimator() is None
+    again = _call(comfyui.MidasLoadDepthModel, model_path=folder)[0]
+    assert comfyui.model_cache().counts()["loads"] == loads + 2 and again.model_name == "midas_v21_small_256"
+
+
+def test_loader_reloads_a_weights_file_rewritten_at_the_same_path(tmp_path):
+    """IS_CHANGED follows the weights file's size and mtime, and so does the loader: a file rewritten
+    at the same path loads again even while ComfyUI still holds the old output."""
+    folder = _reduced_folder(tmp_path, "a", seed=0)
+    before = comfyui.MidasLoadDepthModel.IS_CHANGED("midas_v21_small_256", model_path=folder)
+    assert before == comfyui.MidasLoadDepthModel.IS_CHANGED("midas_v21_small_256", model_path=folder)
+    old = comfyui.MidasLoadDepthModel().load("midas_v21_small_256", model_path=folder)[0]
+    weights = os.path.join(folder, "model.safetensors")
+    os.replace(os.path.join(_reduced_folder(tmp_path, "b", seed=1), "model.safetensors"), weights)
+    stat = os.stat(weights)
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # a later write, whatever the clock
+    assert comfyui.MidasLoadDepthModel.IS_CHANGED("midas_v21_small_256", model_path=folder) != before
+    new = comfyui.MidasLoadDepthModel().load("midas_v21_small_256", model_path=folder)[0]
+    assert new is not old
+    assert not torch.equal(next(new.model.parameters()), next(old.model.parameters()))
+    # a zoo name: the weights file found in weights_dir, by name
+    (tmp_path / "w").mkdir()
+    missing = comfyui.MidasLoadDepthModel.IS_CHANGED("midas_v21_small_256", weights_dir=str(tmp_path / "w"))
+    (tmp_path / "w" / "midas_v21_small_256.pt").write_bytes(b"12345")
+    found = comfyui.MidasLoadDepthModel.IS_CHANGED("midas_v21_small_256", weights_dir=str(tmp_path / "w"))
+    (tmp_path / "w" / "midas_v21_small_256.pt").write_bytes(b"123456")
+    assert len({missing, found, comfyui.MidasLoadDepthModel.IS_CHANGED(
+        "midas_v21_small_256", weights_dir=str(tmp_path / "w"))}) == 3
+
+
+def test_depth_model_is_registered_with_comfys_model_management(tmp_path, monkeypatch):
+    """Inside ComfyUI the estimator owns one ModelPatcher over its own network (no copy), loaded
+    through load_models_gpu before each run; the patcher lives and dies with the estimator."""
+    host = comfy_stubs.install(monkeypatch)
+    folder = _reduced_folder(tmp_path)
+    est = _call(comfyui.MidasLoadDepthModel, model_path=folder)[0]
+    assert len(host.patchers) == 1
+    patcher = host.patchers[0]
+    assert patcher.model.net is est.model and patcher.load_device == torch.device("cpu")
+    assert _call(comfyui.MidasLoadDepthModel, model_path=folder)[0] is est
+    assert len(host.patchers) == 1  # a second loader run shares the model and its patcher
+    _call(comfyui.MidasEstimateDepth, image=_frames(2), depth_model=est)
+    assert host.loads == [[patcher]] and host.full_loads == [True]
+    assert host.bars[-1].total == 2 and host.bars[-1].values == [1, 2]
+    del est, patcher
+    gc.collect()
+    assert host.patchers == [] and host.loads == [[None]]
+
+
+def test_estimate_and_export_stop_at_cancel(tmp_path, monkeypatch):
+    host = comfy_stubs.install(monkeypatch, interrupt_at=2)  # Cancel pressed during the first frame
+    est = _call(comfyui.MidasLoadDepthModel, model_path=_reduced_folder(tmp_path))[0]
+    runs = est.forward_count
+    with pytest.raises(comfy_stubs.InterruptProcessingException):
+        _call(comfyui.MidasEstimateDepth, image=_frames(4), depth_model=est)
+    assert est.forward_count == runs + 1 and host.bars[-1].values == [1]
+    host.interrupt_checks, host.interrupt_at = 0, 2
+    with pytest.raises(comfy_stubs.InterruptProcessingException):
+        comfyui.MidasExportRGBD().export(_frames(3), _frames(3).mean(-1), output_dir=str(tmp_path / "out"))
+    assert len(list((tmp_path / "out").iterdir())) == 1 and host.bars[-1].values == [1]
 
 
 def test_load_accepts_zoo_name_checkpoint_file_and_folder(tmp_path):
@@ -142,7 +225,9 @@ def test_missing_optional_dependency_disables_one_node(monkeypatch):
     monkeypatch.undo()
     import midas_diffusion.pipelines as pipelines
 
-    monkeypatch.delattr(pipelines, "MidasLDM3DPipeline")
+    # the package imports its names on first use: the LDM3D module fails to import
+    monkeypatch.delattr(pipelines, "MidasLDM3DPipeline", raising=False)
+    monkeypatch.setitem(sys.modules, "midas_diffusion.pipelines.pipeline_midas_ldm3d", None)
     classes, _ = comfyui.load_nodes()
     assert set(comfyui.DISABLED) == {"MidasLDM3DTextToRGBD"} and "MidasExportRGBD" in classes
     monkeypatch.undo()
@@ -238,7 +323,7 @@ def test_stylize_node_takes_a_checkpoint_from_comfyuis_models_folder(tmp_path, d
     from ldm_checkpoint import save_config_folder, save_ldm_checkpoint
     from tiny_sd import sd15_components, tiny_controlnet
 
-    from midas_diffusion.pipelines import MidasControlNetPipeline, clear_cache
+    from midas_diffusion.pipelines import MidasControlNetPipeline, MidasDepthEstimator, clear_cache
 
     comp = sd15_components()
     checkpoints = tmp_path / "models" / "checkpoints"
@@ -247,7 +332,8 @@ def test_stylize_node_takes_a_checkpoint_from_comfyuis_models_folder(tmp_path, d
     save_config_folder(tmp_path / "sd15-config", diffusers.StableDiffusionPipeline, comp, safety_checker=None,
                        feature_extractor=None, requires_safety_checker=False)
     tiny_controlnet().save_pretrained(tmp_path / "depth-controlnet")
-    folder = MidasControlNetPipeline(**comp, controlnet=tiny_controlnet(), depth_estimator=comfyui._depth_component(depth_model))
+    folder = MidasControlNetPipeline(**comp, controlnet=tiny_controlnet(),
+                                     depth_estimator=MidasDepthEstimator.from_estimator(depth_model))
     folder.save_pretrained(tmp_path / "as-folder")
     host = types.ModuleType("folder_paths")
     host.get_full_path = lambda kind, name: str(checkpoints / name) if kind == "checkpoints" and (checkpoints / name).exists() else None
@@ -265,3 +351,65 @@ def test_stylize_node_takes_a_checkpoint_from_comfyuis_models_folder(tmp_path, d
                   control_model=str(tmp_path / "depth-controlnet"), **links)
     finally:
         clear_cache()
+
+
+def _run_in_fake_comfy(graph):
+    """Run ``graph`` ({node id: (class, links)}, in order; a link is (node id, output index)) the way
+    ComfyUI's executor holds things: node objects in an object cache, outputs in an output cache.
+    Returns both caches (emptying them is what ComfyUI's /free with free_memory does)."""
+    objects, outputs = {}, {}
+    for node_id, (cls, links) in graph.items():
+        inputs = {k: outputs[v[0]][v[1]] if isinstance(v, tuple) else v for k, v in links.items()}
+        objects.setdefault(node_id, cls())
+        kwargs = {}
+        for section in ("required", "optional"):
+            for name, entry in cls.INPUT_TYPES().get(section, {}).items():
+                if name in inputs:
+                    kwargs[name] = inputs[name]
+                elif len(entry) > 1 and "default" in entry[1]:
+                    kwargs[name] = entry[1]["default"]
+        outputs[node_id] = getattr(objects[node_id], cls.FUNCTION)(**kwargs)
+    return objects, outputs
+
+
+def test_comfyuis_caches_own_every_model_the_nodes_load(tiny_controlnet_base, tmp_path, monkeypatch):
+    """Emptying ComfyUI's caches frees the depth model and the stylize node's pipeline: nothing of
+    ours keeps them. While the caches hold them, the next run reuses them."""
+    from midas_diffusion.pipelines import clear_cache
+
+    clear_cache()
+    comfy_stubs.install(monkeypatch)
+    graph = {"load": (comfyui.MidasLoadDepthModel, dict(model_path=_reduced_folder(tmp_path))),
+             "style": (comfyui.MidasDepthStylize, dict(image=_frames(1), prompt="a red house", steps=1,
+                                                       base=tiny_controlnet_base, depth_model=("load", 0)))}
+    objects, outputs = _run_in_fake_comfy(graph)
+    est, pipe = outputs["load"][0], objects["style"]._pipeline
+    assert pipe.depth_estimator.estimator is est and pipe.comfy_patcher.model.unet is pipe.unet
+    assert not hasattr(pipe.comfy_patcher.model, "depth_estimator")  # the estimator has its own patcher
+    loads = comfyui.model_cache().counts()["loads"]
+    style = comfyui.MidasDepthStylize()
+    style.stylize(_frames(1), "a red house", base=tiny_controlnet_base, steps=1, depth_model=est)
+    assert style._pipeline is pipe and comfyui.model_cache().counts()["loads"] == loads  # reused
+    refs = [weakref.ref(x) for x in (est, est.model, pipe, pipe.unet, pipe.comfy_patcher)]
+    del est, pipe, style
+    objects.clear(), outputs.clear()
+    gc.collect()
+    assert [r() for r in refs] == [None] * len(refs)
+    assert comfyui.model_cache().counts()["pipeline"] == comfyui.model_cache().counts()["depth"] == 0
+
+
+def test_stylize_shows_denoising_progress_and_stops_at_cancel(tiny_controlnet_base, monkeypatch):
+    from midas_diffusion.pipelines import clear_cache
+
+    host = comfy_stubs.install(monkeypatch)
+    node = comfyui.MidasDepthStylize()
+    node.stylize(_frames(2), "a red house", base=tiny_controlnet_base, steps=2)
+    bar = host.bars[-1]
+    assert bar.total == 4 and bar.values[-1] == 4 and {1, 2, 3, 4} <= set(bar.values)
+    assert bar.values == sorted(bar.values)
+    assert host.loads[-1] == [node._pipeline.comfy_patcher] and host.full_loads[-1]
+    host.interrupt_checks, host.interrupt_at = 0, 3  # before frame 0, after step 1, after step 2: Cancel
+    with pytest.raises(comfy_stubs.InterruptProcessingException):
+        node.stylize(_frames(2), "a red house", base=tiny_controlnet_base, steps=2)
+    assert host.bars[-1].values == [1]
+    clear_cache()

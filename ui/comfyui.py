@@ -1,10 +1,15 @@
-"""ComfyUI node pack: thin nodes over ``midas_diffusion`` and ``pipelines``.
+"""ComfyUI node pack: thin nodes over ``midas_diffusion`` and ``midas_diffusion.pipelines``.
 
 Install with ``midas-diffusion install-comfyui COMFYUI_PATH`` (writes a two-line
 ``custom_nodes/midas_diffusion_nodes/__init__.py`` that calls ``load_nodes()``). Conventions:
 IMAGE is ``[B,H,W,C]`` float32 in [0,1], MASK ``[B,H,W]`` float32; ``comfy`` and ``folder_paths``
-are imported only inside functions; depth models are cached between runs (``ui.runtime``).
-``load_nodes()`` checks each node's optional imports, so a missing one disables that node only.
+are imported only inside functions; ``load_nodes()`` checks each node's optional imports, so a
+missing one disables that node only.
+
+ComfyUI owns the memory of what these nodes load (``comfyui_host``): the loader's output and the
+nodes' pipelines live in ComfyUI's own caches and are freed with them (``POST /free``), each model
+is registered with ComfyUI's model management before it runs (so ComfyUI can offload it), and every
+loop over frames or denoising steps shows progress and stops at Cancel.
 """
 
 from __future__ import annotations
@@ -12,15 +17,27 @@ from __future__ import annotations
 import importlib
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
+from midas_diffusion.cache import ModelCache, source_key
+
+from . import comfyui_host as host
 from . import runtime
 from .params import depth_settings, get_spec, to_comfy_input
 
 CATEGORY = "MiDaS depth"
 MODEL_TYPE = "MIDAS_DEPTH_MODEL"
+
+# Finds a model again only while ComfyUI still holds it (the loader's output in ComfyUI's output
+# cache, a pipeline in a node object in its object cache): ComfyUI decides when the memory goes.
+_MODELS = ModelCache(limits={"pipeline": None, "depth": None}, weak=True)
+
+
+def model_cache() -> ModelCache:
+    """The node pack's (weak) cache: ``counts()`` tells how many models ComfyUI still holds."""
+    return _MODELS
 
 
 def _inputs(*names: str) -> Dict[str, tuple]:
@@ -36,8 +53,32 @@ def _to_image(disparity: torch.Tensor) -> torch.Tensor:
     return _to_mask(disparity).unsqueeze(-1).expand(-1, -1, -1, 3).contiguous()
 
 
+def _check_frames(image) -> None:
+    if not isinstance(image, torch.Tensor) or image.ndim != 4 or image.shape[-1] not in (1, 3, 4):
+        shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+        raise ValueError(f"image must be a (B,H,W,C) tensor with C in 1, 3, 4; got {shape}")
+
+
+def weights_fingerprint(model: str, model_path: str = "", weights_dir: str = "") -> tuple:
+    """What identifies the weights the loader reads: the checkpoint file (or saved folder) with its
+    size and modification time, so a file rewritten at the same path counts as new weights."""
+    path = (model_path or "").strip()
+    if path:
+        return source_key(os.path.expanduser(path))
+    from midas_diffusion import get_model_spec
+    from midas_diffusion.weights import resolve_weights
+
+    folder = os.path.expanduser((weights_dir or "").strip()) or None
+    try:
+        found = resolve_weights(get_model_spec(model), folder, allow_download=False, progress=False)
+    except (OSError, KeyError, ValueError):  # not there: the loader itself says so
+        return (model, folder)
+    return (model, *source_key(str(found)))
+
+
 class MidasLoadDepthModel:
-    """Load a zoo model (or a checkpoint file / saved folder) once; later runs reuse it."""
+    """Load a zoo model (or a checkpoint file / saved folder); later runs reuse it while ComfyUI
+    keeps this node's output, and load again after ComfyUI frees it or the file changes."""
 
     REQUIRES: Tuple[Tuple[str, str], ...] = ()
     RETURN_TYPES = (MODEL_TYPE,)
@@ -56,11 +97,29 @@ class MidasLoadDepthModel:
             },
         }
 
+    @classmethod
+    def IS_CHANGED(cls, model, device="auto", dtype="float32", model_path="", weights_dir=""):
+        """ComfyUI runs the loader again when this changes: the weights file's size and mtime."""
+        return repr(weights_fingerprint(model, model_path, weights_dir))
+
     def load(self, model, device="auto", dtype="float32", model_path="", weights_dir=""):
         source = model_path.strip() or model
-        if model_path.strip() and not os.path.exists(source):
+        if model_path.strip() and not os.path.exists(os.path.expanduser(source)):
             raise ValueError(f"model_path {source!r} does not exist")
-        return (runtime.load_estimator(source, device=device, dtype=dtype, weights_dir=weights_dir.strip() or None),)
+        load_device, dtype_t = runtime.resolve_device(device), runtime.resolve_dtype(dtype)
+        key = (weights_fingerprint(model, model_path, weights_dir), str(load_device), str(dtype_t))
+
+        def load():
+            # loaded where ComfyUI keeps models between runs; a throwaway cache: _MODELS keeps it
+            est = runtime.load_estimator(os.path.expanduser(source), device=host.offload_device(load_device),
+                                         dtype=dtype_t, weights_dir=weights_dir.strip() or None,
+                                         cache=ModelCache(limits={"depth": 0}))
+            host.return_memory_when_freed(est)
+            return est
+
+        est = _MODELS.get("depth", key, load)
+        host.attach_patcher(est, {"net": est.model}, load_device)
+        return (est,)
 
 
 class MidasEstimateDepth:
@@ -82,27 +141,16 @@ class MidasEstimateDepth:
     def estimate(self, image, depth_model, resolution=0, percentile_low=0.0, percentile_high=100.0, gamma=1.0,
                  invert=False):
         settings = depth_settings(resolution, percentile_low, percentile_high, gamma, invert)
-        disparity = runtime.disparity_frames(depth_model, image, **settings)
+        _check_frames(image)
+        host.load_to_device([depth_model])
+        progress = host.Progress(image.shape[0])
+        maps = []
+        for i in range(image.shape[0]):
+            progress.check()
+            maps.append(runtime.disparity_frames(depth_model, image[i:i + 1], **settings)[0])
+            progress.set(i + 1)
+        disparity = torch.stack(maps)
         return (_to_image(disparity), _to_mask(disparity))
-
-
-_COMPONENTS: Dict[int, Any] = {}
-
-
-def _depth_component(est):
-    """A loaded ``DepthEstimator`` as the pipelines' ``MidasDepthEstimator``, sharing its weights
-    (one wrapper per estimator, so ``load_pipeline``'s cache hits on later runs)."""
-    entry = _COMPONENTS.get(id(est))
-    if entry is not None and entry[0] is est:
-        return entry[1]
-    from midas_diffusion.pipelines import MidasDepthEstimator
-
-    with torch.device("meta"):
-        component = MidasDepthEstimator(model_name=est.model_name, reduced=getattr(est, "reduced", False),
-                                        max_pixels=est.max_pixels)
-    component.net = est.model
-    _COMPONENTS[id(est)] = (est, component)
-    return component
 
 
 class MidasDepthStylize:
@@ -134,38 +182,61 @@ class MidasDepthStylize:
                 strength=0.8, seed=0, resolution=0, percentile_low=0.0, percentile_high=100.0, gamma=1.0,
                 invert=False, device="auto", dtype="float32", depth_model=None, subject_mask=None,
                 background_weight=0.0, single_file_config="", control_model=""):
-        from midas_diffusion.pipelines import pipeline
+        from midas_diffusion.pipelines import load_pipeline, pipeline
 
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise ValueError("prompt must be a non-empty string")
+        _check_frames(image)
         get_spec("method").check(method)
         settings = depth_settings(resolution, percentile_low, percentile_high, gamma, invert)
-        kwargs = dict(num_inference_steps=get_spec("steps").check(steps),
-                      guidance_scale=get_spec("guidance").check(guidance),
+        steps = get_spec("steps").check(steps)
+        kwargs = dict(num_inference_steps=steps, guidance_scale=get_spec("guidance").check(guidance),
                       negative_prompt=negative_prompt or None, output_type="np",
                       background_weight=get_spec("background_weight").check(background_weight), **settings)
         if method == "depth2img":
             kwargs["strength"] = get_spec("strength").check(strength)
         dtype_t = runtime.resolve_dtype(dtype)
+        load_device = runtime.resolve_device(device)
         common = dict(method=method, base=_model_path(base, "checkpoints"),
                       single_file_config=single_file_config.strip() or None,
                       control_model=_model_path(control_model, "controlnet"),
                       dtype=None if dtype_t == torch.float32 else dtype_t,
-                      device=runtime.resolve_device(device),
-                      depth_model=_depth_component(depth_model) if depth_model is not None else None)
+                      device=host.offload_device(load_device), depth_model=depth_model, cache=_MODELS)
+        # this node object holds its pipeline: ComfyUI keeps the node in its object cache and drops it
+        # on /free (free_memory), which frees the pipeline; a loaded depth model keeps its own patcher
+        self._pipeline = _held_pipeline(lambda: load_pipeline(**common), load_device,
+                                        exclude=("depth_estimator",) if depth_model is not None else ())
+        host.load_to_device([self._pipeline, depth_model])
+        progress = host.Progress(image.shape[0] * steps)
         images, maps = [], []
         for i, frame in enumerate(image):
+            progress.check()
             mask = None
             if subject_mask is not None:
                 mask = subject_mask[min(i, subject_mask.shape[0] - 1)] if subject_mask.ndim == 3 else subject_mask
                 if not mask.any():  # e.g. Load Image's 64x64 placeholder for an image without alpha
                     mask = None
             out = pipeline(frame[..., :3].permute(2, 0, 1)[None].float().cpu(), prompt, seed=int(seed) + i,
-                           background_mask=mask, **common, **kwargs)
+                           background_mask=mask, callback_on_step_end=progress.step_callback(i * steps, steps),
+                           **common, **kwargs)
             images.append(torch.from_numpy(out.images[0]).float())
             maps.append(out.disparity[0, 0].float().cpu())
-        if depth_model is not None:  # the pipeline may have moved the shared network: keep the estimator in step
-            param = next(depth_model.model.parameters())
-            depth_model.device, depth_model.dtype = param.device, param.dtype
+            progress.set((i + 1) * steps)
         return (torch.stack(images).clamp(0, 1).contiguous(), torch.stack(maps).contiguous())
+
+
+def _held_pipeline(load: Callable[[], Any], load_device: torch.device, exclude: Tuple[str, ...] = ()):
+    """``load()``'s pipeline (through ``_MODELS``) with a ComfyUI patcher over its torch modules
+    (those named in ``exclude`` have their own); one loaded just now gives its memory back to the
+    system once ComfyUI drops it."""
+    loads = _MODELS.counts()["loads"]
+    pipe = load()
+    if _MODELS.counts()["loads"] != loads:
+        host.return_memory_when_freed(pipe)
+    modules = {name: module for name, module in pipe.components.items()
+               if isinstance(module, torch.nn.Module) and name not in exclude}
+    host.attach_patcher(pipe, modules, load_device)
+    return pipe
 
 
 class MidasLDM3DTextToRGBD:
@@ -193,12 +264,18 @@ class MidasLDM3DTextToRGBD:
         if not str(prompt).strip():
             raise ValueError("prompt must be a non-empty string")
         dtype_t = runtime.resolve_dtype(dtype)
-        pipe = load_rgbd_pipeline(base.strip() or None, dtype=None if dtype_t == torch.float32 else dtype_t,
-                                  device=runtime.resolve_device(device))
+        load_device = runtime.resolve_device(device)
+        steps = get_spec("steps").check(steps)
+        self._pipeline = pipe = _held_pipeline(  # held like the stylize node's
+            lambda: load_rgbd_pipeline(base.strip() or None, dtype=None if dtype_t == torch.float32 else dtype_t,
+                                       device=host.offload_device(load_device), cache=_MODELS), load_device)
+        host.load_to_device([pipe])
+        progress = host.Progress(steps)
         out = pipe(prompt, height=get_spec("height").check(height), width=get_spec("width").check(width),
-                   num_inference_steps=get_spec("steps").check(steps),
-                   guidance_scale=get_spec("guidance").check(guidance), negative_prompt=negative_prompt or None,
-                   num_images_per_prompt=get_spec("batch_size").check(batch_size), seed=int(seed), output_type="np")
+                   num_inference_steps=steps, guidance_scale=get_spec("guidance").check(guidance),
+                   negative_prompt=negative_prompt or None,
+                   num_images_per_prompt=get_spec("batch_size").check(batch_size), seed=int(seed), output_type="np",
+                   callback_on_step_end=progress.step_callback(0, steps))
         rgb = torch.as_tensor(out.rgb).float().clamp(0, 1)
         depth = torch.as_tensor(out.depth).float()
         if depth.ndim == 4:  # (B,H,W,1)
@@ -266,7 +343,9 @@ class MidasExportRGBD:
         folder = _output_dir(output_dir)
         folder.mkdir(parents=True, exist_ok=True)
         paths: List[str] = []
+        progress = host.Progress(image.shape[0])
         for i, frame in enumerate(image):
+            progress.check()
             d = disparity[min(i, disparity.shape[0] - 1)].float()
             if tuple(d.shape) != tuple(frame.shape[:2]):
                 d = torch.nn.functional.interpolate(d[None, None], size=tuple(frame.shape[:2]), mode="bilinear",
@@ -280,6 +359,7 @@ class MidasExportRGBD:
             else:
                 export_glb(path, rgb, d, max_depth_jump=float(max_depth_jump), **camera)
             paths.append(str(path))
+            progress.set(i + 1)
         return ("\n".join(paths),)
 
 
@@ -299,7 +379,11 @@ def _missing(requires) -> str:
             mod = importlib.import_module(module)
         except ImportError as exc:
             return f"cannot import {module} ({exc})"
-        if not hasattr(mod, attribute):
+        try:  # a package may import the attribute's module on first use (midas_diffusion.pipelines)
+            getattr(mod, attribute)
+        except ImportError as exc:
+            return f"cannot import {module}.{attribute} ({exc})"
+        except AttributeError:
             return f"{module} has no {attribute}"
     return ""
 
