@@ -13,6 +13,7 @@ from .estimator import DepthEstimator
 from .factory import create_model
 from .images import ImageError
 from .outputs import DepthOutput
+from .precision import resolve_dtype
 from .transforms import network_input_size, normalize_disparity
 from .weights import WeightsNotFoundError, default_weights_dir
 
@@ -32,5 +33,6 @@ __all__ = [
     "list_models",
     "network_input_size",
     "normalize_disparity",
+    "resolve_dtype",
 ]
 __version__ = "0.1.0"

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Callable, Dict, Hashable, Iterable, Iterator, List, Optional, Sequence, Tuple, TypeVar
+from typing import Callable, Deque, Dict, Hashable, Iterable, Iterator, List, Optional, Sequence, Tuple, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -36,30 +37,35 @@ def group_batches(items: Sequence[T], key: Callable[[T], Hashable], batch_size: 
     return [group[i : i + batch_size] for group in groups.values() for i in range(0, len(group), batch_size)]
 
 
-def _load_all(batch: Sequence[T], load: Callable[[T], R]) -> List[object]:
-    out: List[object] = []
-    for item in batch:
-        try:
-            out.append(load(item))
-        except Exception as exc:  # noqa: BLE001 - handed to the consumer, who reports it per file
-            out.append(exc)
-    return out
+def _load_one(item: T, load: Callable[[T], R]) -> object:
+    try:
+        return load(item)
+    except Exception as exc:  # noqa: BLE001 - handed to the consumer, who reports it per file
+        return exc
 
 
-def read_ahead(batches: Iterable[Sequence[T]], load: Callable[[T], R], depth: int = 2) -> Iterator[Tuple[Sequence[T], List[object]]]:
-    """Yield ``(batch, loaded)`` in order while a worker thread loads up to ``depth`` batches ahead.
-    A file that fails to load appears in ``loaded`` as its exception."""
+def default_decode_threads() -> int:
+    """Decoding threads for read-ahead: up to 4, one core left to the main thread where there are few."""
+    return max(1, min(4, (os.cpu_count() or 2) - 1))
+
+
+def read_ahead(
+    batches: Iterable[Sequence[T]], load: Callable[[T], R], depth: int = 2, workers: int = 1
+) -> Iterator[Tuple[Sequence[T], List[object]]]:
+    """Yield ``(batch, loaded)`` in order while ``workers`` threads load the items of up to ``depth``
+    batches ahead (Pillow decodes without the GIL, so threads decode in parallel while the caller
+    computes). A file that fails to load appears in ``loaded`` as its exception."""
     if depth < 1:
         for batch in batches:
-            yield batch, _load_all(batch, load)
+            yield batch, [_load_one(item, load) for item in batch]
         return
-    pending: List[Tuple[Sequence[T], Future]] = []
-    iterator = iter(batches)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="midas-read") as pool:
-        for batch in iterator:
-            pending.append((batch, pool.submit(_load_all, batch, load)))
+    pending: Deque[Tuple[Sequence[T], List[Future]]] = deque()
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="midas-read") as pool:
+        for batch in batches:
+            pending.append((batch, [pool.submit(_load_one, item, load) for item in batch]))
             if len(pending) > depth:
-                batch0, future = pending.pop(0)
-                yield batch0, future.result()
-        for batch0, future in pending:
-            yield batch0, future.result()
+                batch0, futures = pending.popleft()
+                yield batch0, [f.result() for f in futures]
+        while pending:
+            batch0, futures = pending.popleft()
+            yield batch0, [f.result() for f in futures]

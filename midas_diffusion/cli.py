@@ -112,7 +112,9 @@ def add_depth_parser(sub) -> None:
     p.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"], default="auto",
                    help="auto: bfloat16 on CPUs with native bf16 units, float16 on CUDA (bfloat16 for Swin), per model")
     p.add_argument("--batch-size", type=_positive_int, default=1, help="images of equal network size per forward pass")
-    p.add_argument("--read-ahead", type=int, default=2, help="batches decoded ahead in a background thread")
+    p.add_argument("--read-ahead", type=int, default=2, help="batches decoded ahead in background threads (0: none)")
+    p.add_argument("--decode-threads", type=_positive_int, default=None,
+                   help="threads decoding images ahead (default: up to 4, one core left for the main thread)")
     p.add_argument("--channels-last", action="store_true", help="NHWC memory format (faster convolutions on GPU)")
     p.add_argument("--compile", action="store_true", help="torch.compile the network (slow first batch per size)")
     p.add_argument("--tiles", action="store_true",
@@ -284,7 +286,7 @@ def run_depth(args) -> int:
 def _run_images(est, todo, args, counts: _Counts, progress: bool) -> None:
     from tqdm.auto import tqdm
 
-    from .batching import group_batches, peek_size, read_ahead
+    from .batching import default_decode_threads, group_batches, peek_size, read_ahead
     from .images import load_image_file, to_compact_tensors
 
     if not todo:
@@ -304,7 +306,8 @@ def _run_images(est, todo, args, counts: _Counts, progress: bool) -> None:
         return to_compact_tensors(load_image_file(item[0], est.max_pixels), est.max_pixels, pin_memory=pinned)[0]
 
     bar = tqdm(total=len(todo), desc="depth", unit="img", disable=not progress)
-    for batch, loaded in read_ahead(batches, load, depth=args.read_ahead):
+    workers = getattr(args, "decode_threads", None) or default_decode_threads()
+    for batch, loaded in read_ahead(batches, load, depth=args.read_ahead, workers=workers):
         ready = []
         for (src, targets), rgb in zip(batch, loaded):
             if isinstance(rgb, (ValueError, OSError)):

@@ -35,8 +35,8 @@ def _spec_for_hub_id(name: str) -> Optional[ModelSpec]:
 def _is_flat(image: torch.Tensor, tolerance: float = 1.0 / 512) -> torch.Tensor:
     """Whether a compact ``(C,H,W)`` image has one color everywhere (within half an 8-bit step), as
     a bool tensor on the image's device (no sync): one cheap pass over its compact pixels."""
-    values = image.to(torch.int32) if image.dtype == torch.uint16 else image  # no uint16 min/max kernels
-    lo, hi = torch.aminmax(values)
+    values = image.view(torch.int16).to(torch.int32).bitwise_and_(0xFFFF) if image.dtype == torch.uint16 else image
+    lo, hi = torch.aminmax(values)  # (no uint16 min/max kernels)
     return (hi - lo).float() <= tolerance * VALUE_SCALE[image.dtype]
 
 

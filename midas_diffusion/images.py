@@ -208,15 +208,31 @@ def to_compact_tensors(
     return out
 
 
+def _pinned_copy(image: torch.Tensor) -> torch.Tensor:
+    """A copy of a CPU image in pinned memory, keeping an HxWxC layout (one plain memory copy)."""
+    hwc = image.permute(1, 2, 0) if image.ndim == 3 else None
+    if hwc is not None and hwc.is_contiguous():
+        return torch.empty(hwc.shape, dtype=image.dtype, pin_memory=True).copy_(hwc).permute(2, 0, 1)
+    return torch.empty(image.shape, dtype=image.dtype, pin_memory=True).copy_(image)
+
+
 def to_device(image: torch.Tensor, device: torch.device) -> torch.Tensor:
     """A compact image on ``device``: a CPU image goes to a GPU from pinned memory, without blocking."""
     if image.device == device:
         return image
     if device.type == "cuda" and image.device.type == "cpu":
         if not image.is_pinned():
-            image = torch.empty_like(image, pin_memory=True).copy_(image)
+            image = _pinned_copy(image)
         return image.to(device, non_blocking=True)
     return image.to(device)
+
+
+def widen(image: torch.Tensor) -> torch.Tensor:
+    """A compact image as float32 (values unscaled: 0..255, 0..65535 or 0..1), contiguous, on its
+    device. uint16 goes through int32 (few kernels take uint16, on GPUs especially)."""
+    if image.dtype == torch.uint16:
+        image = image.view(torch.int16).to(torch.int32).bitwise_and_(0xFFFF)
+    return image.to(torch.float32, memory_format=torch.contiguous_format)
 
 
 def to_float_rgb(image: torch.Tensor) -> torch.Tensor:
@@ -224,7 +240,7 @@ def to_float_rgb(image: torch.Tensor) -> torch.Tensor:
     scale = VALUE_SCALE.get(image.dtype)
     if scale is None:
         raise ImageError(f"not a compact image tensor: dtype {image.dtype}")
-    rgb = image.to(torch.float32, memory_format=torch.contiguous_format)
+    rgb = widen(image)
     if scale != 1.0:
         rgb = rgb.div_(scale)
     channel = -3

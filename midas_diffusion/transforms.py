@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import PreprocessConfig
-from .images import VALUE_SCALE
+from .images import VALUE_SCALE, widen
 
 
 def _to_multiple(x: float, multiple: int, min_val: float = 0, max_val: Optional[float] = None) -> int:
@@ -166,7 +166,7 @@ def prepare_compact(image: torch.Tensor, size: Sequence[int], config: Preprocess
     scale = VALUE_SCALE.get(image.dtype)
     if scale is None:
         raise ValueError(f"not a compact image tensor: dtype {image.dtype}")
-    x = resize(image[None].to(torch.float32, memory_format=torch.contiguous_format), size, config.interpolation)
+    x = resize(widen(image[None]), size, config.interpolation)
     if scale != 1.0:
         x = x / scale
     if x.shape[1] == 1:

@@ -126,3 +126,25 @@ def test_accelerate_launch_two_processes_gives_the_single_process_files(tmp_path
     assert run.stdout.count("done ") == 1  # one summary, from the main process
     multi = _outputs(tmp_path / "multi")
     assert len(multi) == 20 and multi == _outputs(tmp_path / "single")
+
+
+def test_read_ahead_with_several_threads_keeps_order_and_reports_failures():
+    import threading
+
+    from midas_diffusion.batching import read_ahead
+
+    threads = set()
+
+    def load(item):
+        threads.add(threading.current_thread().name)
+        if item == 5:
+            raise ValueError("bad file 5")
+        return item * 10
+
+    batches = [[0, 1, 2], [3, 4, 5], [6], [7, 8]]
+    for depth, workers in ((0, 1), (1, 1), (2, 3)):
+        got = list(read_ahead(batches, load, depth=depth, workers=workers))
+        assert [b for b, _ in got] == batches
+        values = [v for _, loaded in got for v in loaded]
+        assert values[:5] == [0, 10, 20, 30, 40] and isinstance(values[5], ValueError) and values[6:] == [60, 70, 80]
+    assert any(name.startswith("midas-read") for name in threads)

@@ -172,3 +172,80 @@ def test_batch_equals_one_by_one(tiny):
         raw_ref, disp_ref = _former_estimate(est, _former_rgb(frame))
         _assert_close(batch.raw[i : i + 1], raw_ref, f"frame {i} raw")
         _assert_close(batch.disparity[i : i + 1], disp_ref, f"frame {i} disparity")
+
+
+# ----------------------------------------------------------------- pieces of the path
+@pytest.mark.parametrize("src,dst", [((12, 20), (45, 77)), ((256, 448), (1080, 1920)), ((1, 3), (5, 9)), ((7, 7), (7, 30))])
+def test_banded_bicubic_enlargement_equals_interpolate(src, dst):
+    g = torch.Generator().manual_seed(0)
+    coarse = torch.randn(2, 1, max(2, src[0] // 4), max(2, src[1] // 4), generator=g)
+    smooth = F.interpolate(coarse, size=src, mode="bilinear", align_corners=False)  # like a prediction
+    expected = F.interpolate(smooth, size=dst, mode="bicubic", align_corners=False)
+    got = md.transforms.resize(smooth, dst, "bicubic")
+    _assert_close(got, expected, f"{src}->{dst}")
+
+
+def test_compact_form_keeps_the_input_type_and_no_full_size_float():
+    photo = _photo(30, 40)
+    (t,) = md.images.to_compact_tensors(Image.fromarray(photo))
+    assert t.dtype == torch.uint8 and t.shape == (3, 30, 40) and torch.equal(t.permute(1, 2, 0), torch.from_numpy(photo))
+    (gray,) = md.images.to_compact_tensors(Image.fromarray(photo[..., 0], mode="L"))
+    assert gray.shape == (1, 30, 40) and gray.dtype == torch.uint8
+    (deep,) = md.images.to_compact_tensors(Image.fromarray((photo[..., 0].astype(np.uint16) * 257)))
+    assert deep.dtype == torch.uint16 and deep.shape == (1, 30, 40)
+    (arr,) = md.images.to_compact_tensors(photo)
+    assert arr.data_ptr() == torch.from_numpy(photo).data_ptr()  # a writable array is wrapped, not copied
+    (flt,) = md.images.to_compact_tensors(photo.astype(np.float32) / 255)
+    assert flt.dtype == torch.float32
+    rgb = md.images.to_rgb_tensors([Image.fromarray(photo), photo[..., 0]])
+    assert all(r.shape == (3, 30, 40) and r.dtype == torch.float32 and r.max() <= 1 for r in rgb)
+
+
+def test_exif_orientation_applies_to_pil_images_everywhere(tmp_path):
+    pixels = _photo(64, 48)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(pixels).save(tmp_path / "p.jpg", exif=exif)
+    img = Image.open(tmp_path / "p.jpg")
+    assert md.images.to_compact_tensors(img)[0].shape == (3, 48, 64)
+    assert md.images.to_rgb_tensors(img)[0].shape == (3, 48, 64)
+    assert md.images.load_image_file(tmp_path / "p.jpg").size == (64, 48)
+
+
+def test_normalize_disparity_handles_non_finite_and_flat_maps():
+    raw = torch.arange(24.0).reshape(2, 1, 3, 4)
+    raw[0, 0, 0, 0] = float("nan")
+    raw[0, 0, 0, 1] = float("inf")
+    out = md.normalize_disparity(raw, flat=torch.tensor([False, True]))
+    assert out[0, 0, 0, 0] == 0 and out[0, 0, 0, 1] == 0 and out[0].max() == 1  # non-finite = far
+    assert (out[1] == 0).all()  # marked flat
+    assert (md.normalize_disparity(raw, invert=True, flat=torch.tensor([False, True]))[1] == 1).all()
+    assert (md.normalize_disparity(torch.full((1, 1, 4, 4), float("nan"))) == 0).all()
+    pct = md.normalize_disparity(raw, percentile=(10, 90))
+    assert torch.isfinite(pct).all() and pct[0, 0, 0, 1] == 0
+
+
+# ----------------------------------------------------------------- on a GPU (skipped without one)
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@cuda
+@pytest.mark.parametrize("label,image", INPUTS[:10], ids=[label for label, _ in INPUTS[:10]])
+def test_cuda_path_equals_the_cpu_path(label, image, tiny):
+    est = tiny("dpt_beit_base_384")
+    cpu = est(image)
+    gpu = md.DepthEstimator(est.model, est.spec).to("cuda")
+    try:
+        out = gpu(image)
+        assert out.raw.device.type == "cpu" and out.raw.is_pinned()
+        _assert_close(out.raw, cpu.raw, f"{label} raw")  # fp32 on both: equal to rounding
+        same = gpu(image, output_device="same")
+        assert same.disparity.device.type == "cuda"
+        if isinstance(image, torch.Tensor):
+            on_gpu = gpu(image.cuda(), output_device="same")
+            torch.testing.assert_close(on_gpu.raw, same.raw)
+        gpu.to(dtype=torch.float16)
+        half = gpu(image)
+        assert (half.disparity - cpu.disparity).abs().mean() < 2e-2
+    finally:
+        est.model.to("cpu", torch.float32)
