@@ -3,7 +3,7 @@
 ``"auto"`` picks, per device and model:
 
 * CPU: bfloat16 where the CPU has native bf16 matrix instructions (AVX512-BF16 or AMX on x86,
-  the BF16 extension on Arm), else float32; models whose bf16 result differs visibly from float32
+  the BF16 extension on Arm; ``MIDAS_DIFFUSION_CPU_BF16=0`` turns that off), else float32; models whose bf16 result differs visibly from float32
   (``BF16_INACCURATE``: more than 1% of the disparity range, measured by ``bench/bf16_accuracy.py``)
   stay in float32.
 * CUDA: float16, except models known to overflow in float16 (``FP16_OVERFLOW``: the Swin family, as
@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 from typing import Optional, Union
 
@@ -30,6 +31,7 @@ DTYPE_NAMES = {
     "bf16": torch.bfloat16,
 }
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+CPU_BF16_ENV = "MIDAS_DIFFUSION_CPU_BF16"
 
 # Swin and SwinV2 may give non-finite values in float16 (the original run.py's warning for --optimize).
 FP16_OVERFLOW = frozenset({"dpt_swin_large_384", "dpt_swin2_large_384", "dpt_swin2_base_384", "dpt_swin2_tiny_256"})
@@ -42,7 +44,11 @@ BF16_INACCURATE: frozenset = frozenset()
 
 def cpu_has_native_bf16() -> bool:
     """True where the CPU multiplies bf16 matrices natively (x86 AVX512-BF16 or AMX, Arm BF16), as torch
-    reports it; emulated bf16 (plain AVX512 or AVX2) is slower than float32 and does not count."""
+    reports it; emulated bf16 (plain AVX512 or AVX2) is slower than float32 and does not count.
+    The environment variable ``MIDAS_DIFFUSION_CPU_BF16=0`` (or ``1``) overrides the answer."""
+    override = os.environ.get(CPU_BF16_ENV, "").strip()
+    if override in ("0", "1"):
+        return override == "1"
     try:
         machine = platform.machine().lower()
         if machine in ("arm64", "aarch64"):

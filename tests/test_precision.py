@@ -66,5 +66,10 @@ def test_depth_command_defaults_to_auto():
         build_parser().parse_args(["depth", "in.png", "-o", "out", "--dtype", "float8"])
 
 
-def test_cpu_probe_answers_without_parsing_proc():
+def test_cpu_probe_answers_without_parsing_proc(monkeypatch):
+    monkeypatch.delenv(precision.CPU_BF16_ENV, raising=False)
     assert isinstance(precision.cpu_has_native_bf16(), bool)
+    monkeypatch.setenv(precision.CPU_BF16_ENV, "1")
+    assert precision.cpu_has_native_bf16() and resolve_dtype("auto", "cpu", "dpt_levit_224") in (torch.bfloat16, torch.float32)
+    monkeypatch.setenv(precision.CPU_BF16_ENV, "0")
+    assert not precision.cpu_has_native_bf16() and resolve_dtype("auto", "cpu") == torch.float32
