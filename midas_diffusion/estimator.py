@@ -215,6 +215,8 @@ class DepthEstimator:
         if memory_format is not None:
             self.memory_format = memory_format
         self.model.to(device=device, dtype=dtype, memory_format=self.memory_format)
+        if getattr(self, "_graphed", None) is not None:
+            self._graphed.clear()  # recorded graphs point at the old tensors
         return self
 
     def compile(self, **kwargs: Any) -> "DepthEstimator":
@@ -226,6 +228,21 @@ class DepthEstimator:
         self.compiled = True
         return self
 
+    def enable_cuda_graphs(self, warmup: int = 2, max_graphs: int = 4) -> "DepthEstimator":
+        """Opt in to CUDA-graph replay of the network for repeated same-size calls on a GPU (video,
+        preview sliders): after ``warmup`` calls of a size, the forward is recorded once and replayed
+        with one launch (``midas_diffusion.cuda_graphs``). Results are unchanged; CPU calls and other
+        sizes run as before. Call it after ``.to("cuda", ...)``; moving the estimator again drops the
+        recorded graphs."""
+        from .cuda_graphs import GraphedForward
+
+        self._graphed = GraphedForward(self.model, warmup=warmup, max_graphs=max_graphs)
+        return self
+
+    def disable_cuda_graphs(self) -> "DepthEstimator":
+        self._graphed = None
+        return self
+
     def at_resolution(self, resolution: Optional[int]) -> "DepthEstimator":
         """The same network at another processing resolution (MiDaS ``--height``): a view sharing the
         model (so its device and dtype), with this estimator's memory format; nothing reloads.
@@ -234,6 +251,7 @@ class DepthEstimator:
             return self
         view = DepthEstimator(self.model, self.spec, with_resolution(self.preprocess, resolution), self.max_pixels)
         view.memory_format, view.reduced, view.compiled = self.memory_format, self.reduced, self.compiled
+        view._graphed = getattr(self, "_graphed", None)
         return view
 
     @property
@@ -250,7 +268,8 @@ class DepthEstimator:
         on the estimator's device."""
         self.forward_count += 1
         x = batch.to(device=self.device, dtype=self.dtype).contiguous(memory_format=self.memory_format)
-        return self.model(x).float()
+        graphed = getattr(self, "_graphed", None)
+        return (graphed(x) if graphed is not None else self.model(x)).float()
 
     @torch.inference_mode()
     def __call__(

@@ -43,3 +43,17 @@ def test_replay_equals_the_forward_per_shape_on_cuda():
         graphed(torch.rand(1, 3, 8, 8, device="cuda"))
         graphed(torch.rand(1, 3, 8, 8, device="cuda"))  # a third shape evicts the oldest
         assert len(graphed.shapes) == 2
+
+
+def test_estimator_opt_in_keeps_results():
+    from midas_diffusion import DepthEstimator
+
+    est = DepthEstimator.from_pretrained("midas_v21_small_256", reduced=True)
+    image = torch.rand(3, 40, 56)
+    before = est(image).disparity
+    est.enable_cuda_graphs(warmup=1)
+    assert est.at_resolution(320)._graphed is est._graphed  # views share it
+    torch.testing.assert_close(est(image).disparity, before, atol=0, rtol=0)
+    assert est._graphed.replays == 0  # on the CPU nothing is recorded
+    est.disable_cuda_graphs()
+    assert est._graphed is None
