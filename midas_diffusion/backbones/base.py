@@ -46,25 +46,26 @@ def tokens_to_grid(tokens: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
 FeatureList = List[torch.Tensor]
 
 
-def meta_buffers(module: nn.Module) -> List[str]:
-    """Names of the buffers of ``module`` that are still on the ``meta`` device."""
-    return [name for name, buffer in module.named_buffers() if buffer.is_meta]
+def computed_buffers(module: nn.Module) -> List[str]:
+    """Names of the non-persistent buffers of ``module``: computed at construction, never in a
+    checkpoint (relative position indices, attention masks, ...)."""
+    persistent = module.state_dict().keys()
+    return [name for name, _ in module.named_buffers() if name not in persistent]
 
 
 def can_compute_buffers(module: nn.Module) -> bool:
-    """True if every meta buffer belongs to a module that can compute it again (timm's
-    ``init_non_persistent_buffers``, timm >= 1.0.20 for the zoo's families)."""
+    """True if every computed buffer belongs to a module that can compute it again after a build on
+    the ``meta`` device (timm's ``init_non_persistent_buffers``, timm >= 1.0.20 for the zoo)."""
     owners = dict(module.named_modules())
-    return all(hasattr(owners[name.rpartition(".")[0]], "init_non_persistent_buffers") for name in meta_buffers(module))
+    return all(hasattr(owners[name.rpartition(".")[0]], "init_non_persistent_buffers") for name in computed_buffers(module))
 
 
 def compute_buffers(module: nn.Module, device: torch.device | str = "cpu") -> None:
-    """Give every buffer still on ``meta`` (the computed, non-persistent ones after building on the
-    meta device and loading a checkpoint) real memory on ``device``, then let its timm module
-    compute its values, as construction would have. Raises ``RuntimeError`` naming any buffer
-    that no module can compute."""
+    """Give every buffer still on ``meta`` (the computed ones, after a build on the meta device and
+    a checkpoint load) real memory on ``device``, then let its timm module compute its values, as
+    construction would have. Raises ``RuntimeError`` naming a buffer no module can compute."""
     owners = dict(module.named_modules())
-    pending = meta_buffers(module)
+    pending = [name for name, buffer in module.named_buffers() if buffer.is_meta]
     for name in pending:
         owner_name, _, attr = name.rpartition(".")
         owner = owners[owner_name]
@@ -72,5 +73,5 @@ def compute_buffers(module: nn.Module, device: torch.device | str = "cpu") -> No
     for owner_name in dict.fromkeys(name.rpartition(".")[0] for name in pending):
         owner = owners[owner_name]
         if not hasattr(owner, "init_non_persistent_buffers"):
-            raise RuntimeError(f"{owner_name or type(module).__name__} cannot compute its buffers after meta construction")
+            raise RuntimeError(f"{owner_name}: cannot compute its buffers after a build on the meta device")
         owner.init_non_persistent_buffers()
