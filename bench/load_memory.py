@@ -1,0 +1,107 @@
+"""Peak memory of loading a zoo model, as a multiple of one copy of its weights.
+
+    python bench/load_memory.py [--model dpt_beit_large_384] [--formats pt,safetensors] [--paths lean,copy]
+
+Writes a random-weights checkpoint of the model to a temporary folder (``.pt`` and
+``.safetensors``), then loads it in a fresh Python process per measurement and reports that
+process's peak resident memory (RSS): the figure is (peak RSS - RSS before loading) / (bytes of one
+copy of the weights). The RSS before loading is the process after ``import midas_diffusion``
+(torch, timm), which is the same for every row; the total peak is printed too.
+
+Paths: ``lean`` is ``midas_diffusion.factory.load_model`` (``create_model(name, checkpoint)`` and
+``DepthEstimator.from_pretrained`` use it): built on the meta device, tensors read into memory the
+model then owns. ``copy`` is what loading did before: a randomly initialized model that the
+checkpoint is copied into (two copies at the peak).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+MIB = 1024 * 1024
+
+
+def _peak_rss_bytes() -> int:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB elsewhere
+
+
+def _write(name: str, folder: Path) -> None:
+    """Child: a random-weights checkpoint of ``name`` as .pt and .safetensors, and its size."""
+    import torch
+    from safetensors.torch import save_file
+
+    import midas_diffusion as md
+
+    state = {k: v.contiguous() for k, v in md.create_model(name).state_dict().items()}
+    torch.save(state, folder / "weights.pt")
+    save_file(state, str(folder / "weights.safetensors"))
+    nbytes = sum(v.numel() * v.element_size() for v in state.values())
+    (folder / "weights.json").write_text(json.dumps({"bytes": nbytes}))
+
+
+def _load(name: str, path: Path, how: str) -> None:
+    """Child: load ``path`` the ``how`` way and print the RSS figures as JSON."""
+    import midas_diffusion  # noqa: F401  (torch, timm: part of the baseline, like in any host)
+    from midas_diffusion.checkpoints import load_into
+    from midas_diffusion.factory import create_model, load_model
+
+    before = _peak_rss_bytes()
+    if how == "lean":
+        model = load_model(name, path)
+    else:
+        model = load_into(create_model(name), path, model_name=name)
+    assert not any(p.is_meta for p in model.parameters())
+    print(json.dumps({"before": before, "peak": _peak_rss_bytes()}))
+
+
+def _child(*args: str) -> dict:
+    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True)
+    if out.returncode:
+        raise SystemExit(f"child {' '.join(args)} failed:\n{out.stderr}")
+    lines = out.stdout.strip().splitlines()
+    return json.loads(lines[-1]) if lines else {}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="dpt_beit_large_384")
+    parser.add_argument("--formats", default="pt,safetensors")
+    parser.add_argument("--paths", default="lean,copy")
+    parser.add_argument("--_write", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--_load", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args._write:
+        return _write(args._write[0], Path(args._write[1]))
+    if args._load:
+        return _load(args._load[0], Path(args._load[1]), args._load[2])
+
+    from midas_diffusion._registry import resolve_name
+
+    name = resolve_name(args.model)
+    with tempfile.TemporaryDirectory() as tmp:
+        _child("--_write", name, tmp)
+        weights = json.loads((Path(tmp) / "weights.json").read_text())["bytes"]
+        print(f"{name}: one copy of the weights = {weights / MIB:.0f} MiB; one fresh process per row")
+        print(f"{'format':13s} {'path':5s} {'RSS before':>10s} {'peak RSS':>9s} {'(peak-before)/weights':>22s} {'peak/weights':>13s}")
+        for how in args.paths.split(","):
+            for fmt in args.formats.split(","):
+                rss = _child("--_load", name, str(Path(tmp) / f"weights.{fmt}"), how)
+                grown = (rss["peak"] - rss["before"]) / weights
+                print(
+                    f"{'.' + fmt:13s} {how:5s} {rss['before'] / MIB:7.0f} MiB {rss['peak'] / MIB:5.0f} MiB "
+                    f"{grown:21.2f}x {rss['peak'] / weights:12.2f}x"
+                )
+
+
+if __name__ == "__main__":
+    main()
