@@ -413,3 +413,26 @@ def test_stylize_shows_denoising_progress_and_stops_at_cancel(tiny_controlnet_ba
         node.stylize(_frames(2), "a red house", base=tiny_controlnet_base, steps=2)
     assert host.bars[-1].values == [1]
     clear_cache()
+
+
+def test_freed_models_return_their_heap_at_the_next_collection(monkeypatch):
+    """glibc keeps freed heap pages: once a model the nodes loaded is freed, the next garbage collection
+    (ComfyUI collects right after /free) calls malloc_trim, and only then."""
+    from midas_diffusion.ui import comfyui_host
+
+    trims = []
+    monkeypatch.setattr(comfyui_host, "_MALLOC_TRIM", trims.append)
+    monkeypatch.setattr(comfyui_host, "_trim_pending", False)  # models freed by earlier tests
+
+    class Model:
+        pass
+
+    model = Model()
+    comfyui_host.return_memory_when_freed(model)
+    assert comfyui_host._trim_after_collection in gc.callbacks
+    gc.collect()
+    assert trims == []  # still held: nothing to give back
+    del model
+    gc.collect()
+    gc.collect()
+    assert trims == [0]
