@@ -31,9 +31,11 @@ POINT_SUFFIXES = (".csv", ".npy", ".png", ".exr")
 METRIC_FORMATS = ("png16", "npy", "pfm")
 
 
-def _read_csv(path: Path) -> np.ndarray:
+def parse_points(text: str, where: str = "known depths") -> np.ndarray:
+    """``x,y,depth_m`` rows (one per line; blank lines, ``#`` comments and one header row allowed)
+    as an (N, 3) array; a bad row is a ``ValueError`` naming ``where`` and its line number."""
     rows = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         fields = [f.strip() for f in line.split(",")]
         if not line.strip() or line.lstrip().startswith("#"):
             continue
@@ -44,10 +46,14 @@ def _read_csv(path: Path) -> np.ndarray:
         except ValueError:
             if not rows and number == 1:  # a header row
                 continue
-            raise ValueError(f"{path}:{number}: {line.strip()!r} is not 'x,y,depth_m'") from None
+            raise ValueError(f"{where}:{number}: {line.strip()!r} is not 'x,y,depth_m'") from None
     if not rows:
-        raise ValueError(f"{path} has no x,y,depth_m rows")
+        raise ValueError(f"{where} has no x,y,depth_m rows")
     return np.asarray(rows)
+
+
+def _read_csv(path: Path) -> np.ndarray:
+    return parse_points(path.read_text(), str(path))
 
 
 def _map_to_points(depth: np.ndarray, height: int, width: int, path: Path) -> np.ndarray:

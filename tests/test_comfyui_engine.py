@@ -21,7 +21,8 @@ from reference import recipe_init_
 
 MODEL = "midas_v21_small_256"
 H, W = 96, 128
-NODES = {"MidasLoadDepthModel", "MidasEstimateDepth", "MidasDepthStylize", "MidasLDM3DTextToRGBD", "MidasExportRGBD"}
+NODES = {"MidasLoadDepthModel", "MidasEstimateDepth", "MidasDepthStylize", "MidasLDM3DTextToRGBD", "MidasMetricDepth",
+         "MidasExportRGBD"}
 
 
 def _write_model(folder: Path, seed: int = 0) -> str:

@@ -235,7 +235,7 @@ def test_missing_optional_dependency_disables_one_node(monkeypatch):
         monkeypatch.setitem(sys.modules, name, None)
     classes, _ = comfyui.load_nodes()
     assert set(comfyui.DISABLED) == {"MidasDepthStylize", "MidasLDM3DTextToRGBD"}
-    assert set(classes) == {"MidasLoadDepthModel", "MidasEstimateDepth", "MidasExportRGBD"}
+    assert set(classes) == {"MidasLoadDepthModel", "MidasEstimateDepth", "MidasMetricDepth", "MidasExportRGBD"}
 
 
 def test_export_writes_one_file_per_frame(tmp_path):
@@ -251,6 +251,33 @@ def test_export_writes_one_file_per_frame(tmp_path):
     # defaults as ComfyUI sends them; a single mask for a batch is reused
     (paths,) = _call(comfyui.MidasExportRGBD, image=frames, disparity=disparity[:1], output_dir=str(tmp_path / "d"))
     assert len(paths.split("\n")) == B
+
+
+def test_metric_depth_node_recovers_metres_and_feeds_the_export(tmp_path):
+    """Known distances of a scene whose inverse depth is 0.2 * disparity + 0.05: the node gives its
+    depth in metres (a wrong point is ignored) and the export writes that geometry."""
+    disparity = _frames(1).mean(-1)  # (1,H,W) in [0,1]
+    truth = 1.0 / (0.2 * disparity[0] + 0.05)
+    rows = [(x, y, float(truth[y, x])) for x, y in [(3, 4), (70, 40), (40, 20), (10, 30), (60, 8), (25, 44)]]
+    rows.append((50, 10, 99.0))  # a wrong measurement
+    text = "x, y, metres\n" + "\n".join(f"{x}, {y}, {z:.6f}" for x, y, z in rows)
+    depth, fit = _call(comfyui.MidasMetricDepth, disparity=disparity, known_depths=text)
+    assert depth.shape == (1, H, W) and depth.dtype == torch.float32
+    torch.testing.assert_close(depth[0], truth, rtol=1e-3, atol=0)
+    assert "6 of 7 points kept" in fit
+    with pytest.raises(ValueError, match="known_depths:2"):
+        _call(comfyui.MidasMetricDepth, disparity=disparity, known_depths="x,y,m\n1,2")
+    with pytest.raises(ValueError, match="at least min_points"):
+        _call(comfyui.MidasMetricDepth, disparity=disparity, known_depths="1,2,3")
+    trimesh = pytest.importorskip("trimesh")
+    (paths,) = _call(comfyui.MidasExportRGBD, image=_frames(1), disparity=disparity, metric_depth=depth,
+                     output_dir=str(tmp_path))
+    cloud = trimesh.load(paths)
+    distances = np.linalg.norm(np.asarray(cloud.vertices), axis=1)
+    assert distances.max() <= float(truth.max()) * 1.5 and distances.min() >= float(truth.min()) * 0.99
+    with pytest.raises(ValueError, match="metric_depth is"):
+        _call(comfyui.MidasExportRGBD, image=_frames(1), disparity=disparity, metric_depth=depth[:, :10],
+              output_dir=str(tmp_path))
 
 
 # stylize and LDM3D on tiny diffusers components ---------------------------------------------------

@@ -25,7 +25,7 @@ from midas_diffusion.cache import ModelCache, source_key
 
 from . import comfyui_host as host
 from . import runtime
-from .params import depth_settings, get_spec, to_comfy_input
+from .params import depth_settings, get_spec, metric_settings, to_comfy_input
 
 CATEGORY = "MiDaS depth"
 MODEL_TYPE = "MIDAS_DEPTH_MODEL"
@@ -299,6 +299,15 @@ def _model_path(name: str, kind: str) -> Optional[str]:
     return found or name
 
 
+def _frame_map(maps: torch.Tensor, i: int, size: Tuple[int, int], name: str):
+    """Frame ``i`` of a MASK batch (one map serves every frame) at ``size``, as a numpy array."""
+    maps = maps[None] if maps.ndim == 2 else maps
+    m = maps[min(i, maps.shape[0] - 1)].float()
+    if tuple(m.shape) != size:
+        raise ValueError(f"{name} is {m.shape[1]}x{m.shape[0]} but the image is {size[1]}x{size[0]}")
+    return m.cpu().numpy()
+
+
 def _output_dir(output_dir: str) -> Path:
     if output_dir.strip():
         return Path(output_dir).expanduser()
@@ -308,6 +317,43 @@ def _output_dir(output_dir: str) -> Path:
         return Path(folder_paths.get_output_directory())
     except ImportError:
         return Path("output")
+
+
+class MidasMetricDepth:
+    """Depth in metres from the disparity and a few known distances (``x, y, metres`` per line, pixel
+    column and row of the image): scale and shift of inverse depth are fitted to the points (robust
+    to a few wrong ones). Feed it the estimate node's disparity made with gamma 1 and no clipping."""
+
+    REQUIRES = (("midas_diffusion.metric_depth", "metric_depth"),)
+    RETURN_TYPES = ("MASK", "STRING")
+    RETURN_NAMES = ("metric_depth", "fit")
+    FUNCTION = "fit"
+    CATEGORY = CATEGORY
+    DESCRIPTION = __doc__
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"disparity": ("MASK",), **_inputs("known_depths", "metric_robust", "max_depth")}}
+
+    def fit(self, disparity, known_depths="", metric_robust="ransac", max_depth=0.0):
+        from midas_diffusion.metric_depth import metric_depth, sparse_from_points
+        from midas_diffusion.metric_io import parse_points
+
+        points = parse_points(get_spec("known_depths").check(known_depths), "known_depths")
+        options = metric_settings(metric_robust, max_depth)
+        maps = disparity[None] if disparity.ndim == 2 else disparity
+        depths, lines = [], []
+        progress = host.Progress(maps.shape[0])
+        for i, d in enumerate(maps):
+            progress.check()
+            height, width = d.shape
+            result = metric_depth(d, sparse_from_points(points, height, width), **options)
+            depths.append(torch.from_numpy(result.depth))
+            lines.append(f"frame {i}: 1/depth = {result.scale:.6g} * disparity + {result.shift:.6g}; "
+                         f"{int(result.inliers.sum())} of {result.points} points kept, median error "
+                         f"{result.residual:.1%}, depth {float(result.depth.min()):.3g}-{float(result.depth.max()):.3g} m")
+            progress.set(i + 1)
+        return (torch.stack(depths).float().contiguous(), "\n".join(lines))
 
 
 class MidasExportRGBD:
@@ -328,11 +374,13 @@ class MidasExportRGBD:
             "required": {"image": ("IMAGE",), "disparity": ("MASK",),
                          **_inputs("format", "fov_deg", "near", "far", "max_depth_jump"),
                          "filename_prefix": ("STRING", {"default": "midas_rgbd"})},
-            "optional": {"output_dir": ("STRING", {"default": "", "tooltip": "empty = ComfyUI's output folder"})},
+            "optional": {"output_dir": ("STRING", {"default": "", "tooltip": "empty = ComfyUI's output folder"}),
+                         "metric_depth": ("MASK", {"tooltip": "depth in metres (MiDaS metric depth node): the "
+                                                   "geometry is then in metres and near/far are not used"})},
         }
 
     def export(self, image, disparity, format="ply", fov_deg=60.0, near=1.0, far=10.0, max_depth_jump=0.1,
-               filename_prefix="midas_rgbd", output_dir=""):
+               filename_prefix="midas_rgbd", output_dir="", metric_depth=None):
         from midas_diffusion.rgbd import export_glb, export_ply  # (re-exported by pipelines.rgbd; no diffusers needed)
 
         get_spec("format").check(format)
@@ -354,6 +402,8 @@ class MidasExportRGBD:
             d = d.clamp(0, 1).cpu().numpy()
             path = folder / f"{filename_prefix}_{i:05d}.{format}"
             camera = dict(fov_deg=float(fov_deg), near=float(near), far=float(far))
+            if metric_depth is not None:
+                camera["depth"] = _frame_map(metric_depth, i, tuple(frame.shape[:2]), "metric_depth")
             if format == "ply":
                 export_ply(path, rgb, d, **camera)
             else:
@@ -368,6 +418,7 @@ NODES = (
     ("MidasEstimateDepth", MidasEstimateDepth, "MiDaS depth estimate"),
     ("MidasDepthStylize", MidasDepthStylize, "MiDaS depth stylize"),
     ("MidasLDM3DTextToRGBD", MidasLDM3DTextToRGBD, "LDM3D text to RGBD"),
+    ("MidasMetricDepth", MidasMetricDepth, "MiDaS metric depth from known distances"),
     ("MidasExportRGBD", MidasExportRGBD, "Export RGBD to PLY/GLB"),
 )
 DISABLED: Dict[str, str] = {}

@@ -25,7 +25,7 @@ DEFAULT_DEPTH_MODEL = DEFAULT_MODEL
 @dataclass(frozen=True)
 class ParamSpec:
     """One control: ``kind`` is int, float, bool, choice or string; ``group`` says which UI part
-    it belongs to (depth, stylize, runtime, rgbd, export)."""
+    it belongs to (depth, stylize, runtime, rgbd, export, metric)."""
 
     name: str
     label: str
@@ -117,6 +117,14 @@ PARAMS: Tuple[ParamSpec, ...] = (
     P("far", "Far plane", "float", 10.0, 0.1, 1000.0, 0.1, group="export", help="depth of disparity 0"),
     P("max_depth_jump", "Max depth jump", "float", 0.1, 0.0, 1.0, 0.01, group="export",
       help="GLB only: triangles spanning a larger disparity step are dropped (no rubber sheets)"),
+    # metric: relative disparity -> metres from a few known distances
+    P("known_depths", "Known distances", "string", "", group="metric", multiline=True,
+      help="one point per line: x, y, metres (pixel column and row of the photo, from 0); at least 3 "
+           "points; with them the 3D export is in metres"),
+    P("metric_robust", "Outlier handling", "choice", "ransac", choices=("ransac", "huber", "none"), group="metric",
+      help="ransac: ignore points that disagree with the others; huber: down-weight them; none: plain least squares"),
+    P("max_depth", "Max depth (m)", "float", 0.0, 0.0, 10000.0, 0.1, group="metric",
+      help="cap for the farthest pixels; 0 = 10x the farthest known point"),
 )
 del P
 
@@ -154,6 +162,13 @@ def depth_settings(resolution: Any = 0, percentile_low: Any = 0.0, percentile_hi
         "gamma": get_spec("gamma").check(gamma),
         "invert": get_spec("invert").check(invert),
     }
+
+
+def metric_settings(metric_robust: Any = "ransac", max_depth: Any = 0.0) -> Dict[str, Any]:
+    """UI values -> the keyword arguments of ``midas_diffusion.metric_depth.metric_depth``."""
+    robust = get_spec("metric_robust").check(metric_robust)
+    cap = get_spec("max_depth").check(max_depth)
+    return {"robust": {"ransac": True, "huber": "huber", "none": False}[robust], "max_depth": cap or None}
 
 
 # ---------------------------------------------------------------------------------- renderers
