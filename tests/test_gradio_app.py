@@ -1,5 +1,10 @@
 """The Gradio app, launched on a free local port: its HTTP API (gradio_client), a real browser
-(Debian's chromium through Playwright), bad input, and four clients against a concurrency of one."""
+(Debian's chromium through Playwright, at 1400x900 as an artist's laptop shows it), bad input, four
+clients against a concurrency of one, and its one model cache.
+
+The browser tests need Chromium at /usr/bin/chromium (``apt-get install chromium``, as ``.ci/run``
+does) and the ``playwright`` package; without them they are skipped and say so. Screenshots go to
+``test-artifacts/``."""
 
 import os
 import resource
@@ -19,11 +24,13 @@ gr = pytest.importorskip("gradio")
 gradio_client = pytest.importorskip("gradio_client")
 
 import midas_diffusion as md  # noqa: E402
+from midas_diffusion.cache import default_cache  # noqa: E402
 from midas_diffusion.pipelines import MidasControlNetPipeline, clear_cache  # noqa: E402
-from midas_diffusion.ui.gradio_app import AppConfig, build_app  # noqa: E402
+from midas_diffusion.ui.example import example_scene, save_example  # noqa: E402
+from midas_diffusion.ui.gradio_app import AppConfig, StylizeService, build_app  # noqa: E402
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
-MAX_PIXELS = 50_000
+MAX_PIXELS = 300_000  # the example photo (640x448) fits; huge.png (600x600) does not
 
 
 def _free_port():
@@ -42,7 +49,8 @@ def served(tmp_path_factory):
     est.save_pretrained(root / "tiny")
     rng = np.random.default_rng(0)
     Image.fromarray((rng.random((48, 80, 3)) * 255).astype(np.uint8)).save(root / "photo.png")
-    Image.fromarray((rng.random((300, 300, 3)) * 255).astype(np.uint8)).save(root / "huge.png")
+    Image.fromarray((rng.random((600, 600, 3)) * 255).astype(np.uint8)).save(root / "huge.png")
+    example_scene(160, 112).save(root / "room.png")  # the app's example photo, small enough for the tiny pipeline
     (root / "notes.txt").write_text("this is not an image")
     config = AppConfig(depth_models={"tiny": str(root / "tiny"), "dpt_levit_224": "dpt_levit_224"},
                        default_depth_model="tiny", bases={"controlnet": str(root / "base")},
@@ -127,56 +135,123 @@ def test_four_clients_with_concurrency_one(served):
 
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+VIEWPORT = {"width": 1400, "height": 900}
 
 
 @pytest.fixture()
 def page(served):
-    sync_api = pytest.importorskip("playwright.sync_api")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="browser tests need playwright (pip install playwright)")
     if not os.path.exists(CHROMIUM):
-        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+        pytest.skip("browser tests need Chromium at /usr/bin/chromium: apt-get install chromium (.ci/run does)")
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=CHROMIUM,
             args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync"],
         )
-        page = browser.new_page(viewport={"width": 1400, "height": 2000})
+        page = browser.new_page(viewport=VIEWPORT)
         outside = []
         page.on("request", lambda r: outside.append(r.url)
                 if r.url.split(":", 1)[0] in ("http", "https", "ws", "wss")
                 and r.url.split("/")[2].split(":")[0] not in ("127.0.0.1", "localhost") else None)
         page.goto(served[1])
         page.wait_for_selector("#run", timeout=60_000)
+        # the editor drops a file given before its canvas is set up: wait for its empty state
+        page.locator("#photo canvas").first.wait_for(state="visible", timeout=60_000)
+        page.locator("#photo").get_by_text("Upload an image").wait_for(timeout=60_000)
         page.outside_requests = outside
         yield page
         browser.close()
 
 
-def test_browser_upload_stylize_and_see_result_and_slider(served, page):
-    _, _, root = served
-    page.locator("#photo input[type=file]").set_input_files(str(root / "photo.png"))
+def _upload(page, path, accepted=True):
+    """Give the photo editor a file, as its upload button does; wait until it shows the photo."""
+    page.locator("#photo input[type=file]").set_input_files(str(path))
+    if accepted:
+        page.locator("#photo").get_by_text("Upload an image").wait_for(state="hidden", timeout=60_000)
+
+
+def _inside_viewport(page, selector):
+    box = page.locator(selector).first.bounding_box()
+    inside = (box is not None and box["x"] >= 0 and box["y"] >= 0 and box["x"] + box["width"] <= VIEWPORT["width"]
+              and box["y"] + box["height"] <= VIEWPORT["height"])
+    return inside, box
+
+
+def _paint_stroke(page, dx=(-0.08, 0.08), dy=(-0.06, 0.06)):
+    """Pick the editor's brush and drag across the middle of the canvas (the photo is centred)."""
+    page.locator("#photo").get_by_role("button", name="Brush").first.click()
+    box = page.locator("#photo canvas").first.bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(cx + dx[0] * box["width"], cy + dy[0] * box["height"])
+    page.mouse.down()
+    page.mouse.move(cx + dx[1] * box["width"], cy + dy[1] * box["height"], steps=12)
+    page.mouse.up()
+
+
+def _newest(folder, pattern):
+    return max(Path(folder).glob(pattern), key=lambda f: f.stat().st_mtime_ns)
+
+
+def test_browser_paint_the_mask_on_the_photo_and_see_result_and_depth_at_1400x900(served, page):
+    """One upload: the subject is painted on the photo itself; after Stylize the result and the
+    depth preview are on the first screen of a 1400x900 window, beside the photo."""
+    app, _, root = served
+    _upload(page, root / "room.png")
     page.wait_for_selector("#depth-preview img", timeout=60_000)
-    page.locator("#prompt textarea").fill("a watercolor castle")
+    _paint_stroke(page)
+    page.locator("#prompt textarea").fill("a watercolor room")
+    steps = page.locator("#steps input[type=number]")  # below the fold
+    steps.fill("2")
+    steps.press("Enter")
+    page.evaluate("window.scrollTo(0, 0)")
     page.locator("#run").click()
     page.wait_for_selector("#result img", timeout=120_000)
-    assert page.locator("#before-after img").count() >= 1
+    page.evaluate("window.scrollTo(0, 0)")
     ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "gradio_app_1400x900.png"))  # the viewport, as the artist sees it
     page.screenshot(path=str(ARTIFACTS / "gradio_app.png"), full_page=True)
+    for selector in ("#result img", "#depth-preview img", "#photo canvas", "#run", "#prompt textarea"):
+        inside, box = _inside_viewport(page, selector)
+        assert inside, f"{selector} is not inside the 1400x900 viewport: {box}"
+    result_box, photo_box = page.locator("#result").bounding_box(), page.locator("#photo").bounding_box()
+    # the result is beside the photo (same band of the screen, to its right), as large as the photo
+    assert result_box["x"] >= photo_box["x"] + photo_box["width"] and abs(result_box["y"] - photo_box["y"]) < 50
+    assert result_box["height"] >= 0.9 * photo_box["height"]
+    run_box = page.locator("#run").bounding_box()
+    assert 0 <= run_box["y"] - (photo_box["y"] + photo_box["height"]) < 250  # Stylize sits under the photo
+    assert run_box["x"] < photo_box["x"] + photo_box["width"]
+    assert page.locator("#before-after img").count() >= 1
+    # the painted stroke reached the pipeline as the subject mask: the background was flattened
+    depth16 = np.asarray(Image.open(_newest(app.service.output_dir, "result-*-depth16.png")))
+    assert depth16.shape == (112, 160)
+    h, w = depth16.shape
+    assert (depth16 == 0).mean() > 0.5 and depth16[h // 2 - 3:h // 2 + 3, w // 2 - 6:w // 2 + 6].min() > 0
     assert page.outside_requests == []  # no fonts, scripts or analytics from the internet
 
 
-def test_browser_shows_errors_for_empty_prompt_and_non_image(served, page):
-    _, _, root = served
-    page.locator("#photo input[type=file]").set_input_files(str(root / "photo.png"))
+def test_browser_example_photo_loads_with_one_click(served, page):
+    page.locator("#examples").get_by_role("button").first.click()
     page.wait_for_selector("#depth-preview img", timeout=60_000)
-    page.locator("#run").click()  # the prompt is still empty
+    inside, box = _inside_viewport(page, "#depth-preview img")
+    assert inside, box
+
+
+def test_browser_shows_errors_for_non_image_empty_prompt_and_huge_image(served, page):
+    _, _, root = served
+    _upload(page, root / "notes.txt", accepted=False)  # the editor refuses it
+    page.locator("#prompt textarea").fill("a castle")
+    page.locator("#run").click()
+    page.get_by_text("upload or paste an image first").first.wait_for(timeout=60_000)
+    _upload(page, root / "photo.png")
+    page.wait_for_selector("#depth-preview img", timeout=60_000)
+    page.locator("#prompt textarea").fill("")
+    page.locator("#run").click()
     page.get_by_text("the prompt is empty").first.wait_for(timeout=60_000)
-    page.locator("#photo input[type=file]").set_input_files(str(root / "huge.png"))
+    _upload(page, root / "huge.png")
     page.locator("#prompt textarea").fill("a castle")
     page.locator("#run").click()
     page.get_by_text("over the limit").first.wait_for(timeout=60_000)
-    page.locator("#photo input[type=file]").set_input_files(str(root / "notes.txt"))
-    page.get_by_text("Invalid file type: notes.txt").first.wait_for(timeout=60_000)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "gradio_errors.png"), full_page=True)
 
@@ -221,7 +296,7 @@ def test_api_progress_by_step_and_cancel(served):
 
 def test_browser_cancel_stops_the_run_and_the_app_keeps_serving(served, page):
     _, _, root = served
-    page.locator("#photo input[type=file]").set_input_files(str(root / "photo.png"))
+    _upload(page, root / "room.png")  # larger than photo.png: 150 steps outlast a slow browser's click
     page.wait_for_selector("#depth-preview img", timeout=60_000)
     page.locator("#prompt textarea").fill("a castle")
     steps = page.locator("#steps input[type=number]")
@@ -232,5 +307,55 @@ def test_browser_cancel_stops_the_run_and_the_app_keeps_serving(served, page):
     page.locator("#cancel").click()
     assert served[0].service.wait_idle(timeout=120)
     assert served[0].service.last_steps_done < 150  # interrupted, not run to the end
+    steps.fill("2")  # the app keeps serving: a short run completes
+    steps.press("Enter")
     page.locator("#run").click()
     page.wait_for_selector("#result img", timeout=120_000)
+
+
+def test_app_keeps_its_models_in_one_bounded_cache(served):
+    """No per-object model dict: the preview and the pipeline share one cached depth model."""
+    app, url, root = served
+    service = app.service
+    assert not hasattr(service, "_components")
+    service.cache.clear()  # (each test has its own MIDAS_DIFFUSION_WEIGHTS, part of a depth model's key)
+    client = _client(url)
+    client.predict(gradio_client.handle_file(str(root / "photo.png")), "tiny", 0, 0, 100, 1, False,
+                   api_name="/depth_preview")
+    client.predict(*_stylize_args(root, export=""), api_name="/stylize")
+    counts = service.cache.counts()
+    assert counts["depth"] == 1 and counts["pipeline"] == 1
+    assert service.cache.limits == {"pipeline": 1, "depth": 2}
+    (depth_model,) = service.cache.values("depth")
+    (pipe,) = service.cache.values("pipeline")
+    assert pipe.depth_estimator.estimator is depth_model  # wrapped, not a second copy
+    assert service.depth_model("tiny") is depth_model
+    assert default_cache().counts()["pipeline"] == 0  # the app's models are in the app's cache
+
+
+def test_mask_from_the_editor_or_an_image():
+    size = (12, 20)
+    layer = np.zeros((12, 20, 4), np.uint8)
+    layer[3:9, 5:15] = (255, 45, 85, 153)  # a half-transparent brush stroke
+    editor = {"background": Image.new("RGBA", (20, 12)), "layers": [Image.fromarray(layer)], "composite": None}
+    mask = StylizeService.read_mask(editor, size)
+    assert mask.shape == size and mask[3:9, 5:15].all() and mask.sum() == 6 * 10
+    assert StylizeService.read_mask({"background": None, "layers": [Image.new("RGBA", (20, 12))]}, size) is None
+    grey = np.zeros((6, 10), np.uint8)
+    grey[:, 5:] = 255  # white = subject, at another resolution than the photo
+    np.testing.assert_array_equal(StylizeService.read_mask(Image.fromarray(grey).convert("RGBA"), size)[:, 10:], 1)
+    assert StylizeService.read_mask(Image.fromarray(grey).convert("RGBA"), size)[:, :10].sum() == 0
+
+
+def test_example_photo_is_drawn_by_the_package(tmp_path):
+    scene = example_scene()
+    assert scene.size == (640, 448) and scene.mode == "RGB"
+    assert np.array_equal(np.asarray(scene), np.asarray(example_scene()))  # deterministic
+    pixels = np.asarray(scene).reshape(-1, 3)
+    assert len(np.unique(pixels, axis=0)) > 1000  # a shaded scene, not a flat fill
+    path = save_example(tmp_path)
+    assert path.exists() and save_example(tmp_path) == path
+    with Image.open(path) as im:
+        assert np.array_equal(np.asarray(im), np.asarray(scene))
+    with pytest.raises(ValueError, match="width"):
+        example_scene(8, 8)

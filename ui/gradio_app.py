@@ -2,15 +2,21 @@
 
     midas-diffusion ui [--host 127.0.0.1] [--port 7860] [--concurrency 1]
 
-One screen: the photo, a live depth preview (no diffusion), the depth and stylize controls (all drawn
-from ``ui.params``), a before/after slider, this session's gallery, downloads (result, 16-bit depth,
-PLY/GLB) and a 3D viewer. Every function is also an HTTP API endpoint (``gradio_client``):
-``/depth_preview``, ``/stylize``, ``/models``. No share link unless asked, no analytics, no fonts
-or scripts from the internet.
+The first screen (laid out for 1400x900) holds what an artist works with: the photo, on which the
+subject mask is painted directly (one upload: ``gr.ImageEditor``, photo = background, brush layer =
+mask), the prompt and the Stylize button under it, the result beside it, and a live depth preview
+(no diffusion) with the depth model and method. Below: the depth and stylize controls (all drawn
+from ``ui.params``), a before/after slider, downloads (result, 16-bit depth, PLY/GLB), a 3D viewer
+and this session's gallery. An example photo (``ui.example``, drawn by this package) is one click
+away. Every function is also an HTTP API endpoint (``gradio_client``): ``/depth_preview``,
+``/stylize`` (photo and mask as separate images), ``/models``. Models load through one bounded
+``ModelCache`` owned by the app. No share link unless asked, no analytics, no fonts or scripts
+from the internet.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import tempfile
@@ -21,16 +27,24 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from midas_diffusion import get_model_spec, list_models
+from midas_diffusion import DepthEstimator, get_model_spec, list_models
+from midas_diffusion.cache import ModelCache
 from midas_diffusion.images import DEFAULT_MAX_PIXELS, ImageError, load_image_file
 from midas_diffusion.weights import WeightsNotFoundError, resolve_weights
 
 from . import params as P
+from . import runtime
+from .example import save_example
+
+# the first screen is laid out for a 1400x900 window: photo, result and depth preview side by side
+EDITOR_HEIGHT = 470
+PREVIEW_HEIGHT = 280
+MASK_BRUSH = ("#ff2d55", 0.6)  # the subject is painted half transparent, so the photo stays visible
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 
-@dataclass
+@dataclass(frozen=True)
 class AppConfig:
     """What the app serves. ``depth_models`` maps a picker name to a zoo name, checkpoint or saved
     folder (default: the whole zoo); ``bases`` overrides the base of a method (hub id, folder or
@@ -49,12 +63,13 @@ class AppConfig:
 
 
 class StylizeService:
-    """Host-free logic behind the app (loading, caching, writing result files)."""
+    """Host-free logic behind the app (loading, writing result files). Depth models and pipelines
+    live in ``cache`` (default: a bounded ``ModelCache()`` of its own: 1 pipeline, 2 depth models);
+    the depth preview and the pipeline share one depth model object."""
 
-    def __init__(self, config: AppConfig):
+    def __init__(self, config: AppConfig, cache: Optional[ModelCache] = None):
         self.config = config
-        self._components: Dict[str, Any] = {}
-        self._lock = threading.Lock()
+        self.cache = cache if cache is not None else ModelCache()
         self._running = 0
         self._idle = threading.Condition()
         self._cancelled: set = set()  # sessions whose Cancel button was pressed during a run
@@ -90,18 +105,13 @@ class StylizeService:
             out.append((f"{name}{hint}{mark}", name))
         return out
 
-    def depth_component(self, name: str):
+    def depth_model(self, name: str) -> DepthEstimator:
+        """The picker entry ``name`` as a ``DepthEstimator`` on the app's device, from the cache."""
         present, hint = self.model_status(name)
         if not present:
             raise ValueError(hint)
-        with self._lock:
-            if name not in self._components:
-                from midas_diffusion.pipelines.components import MidasDepthEstimator
-
-                component = MidasDepthEstimator.from_zoo(self.config.depth_models[name], weights_dir=self.config.weights_dir,
-                                                         allow_download=False, max_pixels=self.config.max_pixels)
-                self._components[name] = component
-            return self._components[name]
+        return runtime.load_estimator(self.config.depth_models[name], device=self.config.device,
+                                      weights_dir=self.config.weights_dir, cache=self.cache)
 
     # ---------------------------------------------------------------- runs
     def request_cancel(self, session: str) -> None:
@@ -136,18 +146,22 @@ class StylizeService:
 
     @staticmethod
     def read_mask(mask: Any, size: Tuple[int, int]) -> Optional[np.ndarray]:
-        """A drawn mask (gradio ImageMask value or image): painted = subject."""
+        """A painted mask -> (H,W) float32 with 1 = subject, at ``size``; None when nothing is
+        painted. ``mask``: the editor's value (its brush layers: painted = subject), an image with
+        transparency (opaque = subject) or a grey/RGB image (bright = subject)."""
         if mask is None:
             return None
-        layers = mask.get("layers") if isinstance(mask, dict) else None
         if isinstance(mask, dict):
+            layers = [np.asarray(layer) for layer in mask.get("layers") or [] if layer is not None]
             if not layers:
                 return None
-            arr = np.asarray(layers[0])
+            arr = np.max([layer[..., 3] if layer.ndim == 3 and layer.shape[-1] == 4 else layer for layer in layers],
+                         axis=0)
         else:
             arr = np.asarray(mask)
         if arr.ndim == 3:
-            arr = arr[..., 3] if arr.shape[-1] == 4 else arr.mean(-1)
+            has_alpha = arr.shape[-1] in (2, 4) and arr[..., -1].min() < 255
+            arr = arr[..., -1] if has_alpha else arr[..., :3].mean(-1)
         arr = arr.astype(np.float32)
         if arr.max() <= 0:
             return None
@@ -158,11 +172,10 @@ class StylizeService:
 
     # ---------------------------------------------------------------- work
     def depth(self, image, model, resolution, low, high, gamma, invert):
-        from midas_diffusion.pipelines.components import DepthSettings
-
         rgb, _ = self.read_image(image)
-        settings = DepthSettings(**P.depth_settings(resolution, low, high, gamma, invert))
-        disparity = self.depth_component(model).estimate(rgb, settings)[0][0, 0].numpy()
+        settings = P.depth_settings(resolution, low, high, gamma, invert)
+        runner = runtime.at_resolution(self.depth_model(model), settings.pop("processing_resolution"))
+        disparity = runner(rgb, **settings).disparity[0, 0].numpy()
         return rgb, disparity
 
     def write_depth_files(self, disparity: np.ndarray, stem: str) -> Tuple[str, str]:
@@ -206,10 +219,11 @@ class StylizeService:
             subject = alpha
         depth_kwargs = P.depth_settings(resolution, low, high, gamma, invert)
         DepthSettings(**depth_kwargs)  # validates
-        component = self.depth_component(model)
+        depth_model = self.depth_model(model)
         base = (base or "").strip() or self.config.bases.get(method)
-        pipe = load_pipeline(method, base or None, component, device=self.config.device,
-                             single_file_config=self.config.single_file_config)
+        # the cached DepthEstimator is wrapped by the pipeline, not copied: preview and stylize share it
+        pipe = load_pipeline(method, base or None, depth_model, device=self.config.device,
+                             single_file_config=self.config.single_file_config, cache=self.cache)
         kwargs = dict(depth_kwargs, num_inference_steps=steps, guidance_scale=float(guidance), seed=seed,
                       negative_prompt=negative_prompt or None, rgbd="conditioning" if export else None)
         if method == "depth2img":
@@ -246,12 +260,28 @@ class StylizeService:
         return rgb, result, str(out_png), depth16, model3d
 
 
-def build_app(config: Optional[AppConfig] = None):
-    """The ``gr.Blocks`` app (not launched)."""
+def editor_photo(value: Any) -> Any:
+    """The photo of the editor's value (its background), or the value itself (a file or image)."""
+    return value.get("background") if isinstance(value, dict) else value
+
+
+def photo_fingerprint(value: Any) -> Optional[str]:
+    """A content hash of the editor's photo (None without one): brush strokes leave it unchanged."""
+    photo = editor_photo(value)
+    if photo is None:
+        return None
+    if isinstance(photo, (str, os.PathLike)):
+        return str(photo)
+    arr = np.ascontiguousarray(np.asarray(photo))
+    return hashlib.blake2b(arr.tobytes() + repr(arr.shape).encode(), digest_size=16).hexdigest()
+
+
+def build_app(config: Optional[AppConfig] = None, cache: Optional[ModelCache] = None):
+    """The ``gr.Blocks`` app (not launched); ``cache``: where its models live (default: its own)."""
     import gradio as gr
 
     config = config or AppConfig()
-    service = StylizeService(config)
+    service = StylizeService(config, cache)
 
     def control(name, **overrides):
         kwargs = {**P.to_gradio_kwargs(P.get_spec(name)), **overrides}
@@ -268,6 +298,15 @@ def build_app(config: Optional[AppConfig] = None):
         except (ValueError, ImageError, OSError) as exc:
             fail(exc)
 
+    def editor_depth_preview(editor, model, resolution, low, high, gamma, invert, shown):
+        """The preview for the photo in the editor; a brush stroke (same photo, same settings) is skipped."""
+        key = (photo_fingerprint(editor), model, resolution, low, high, gamma, invert)
+        if key[0] is None:
+            return None, None, None
+        if key == shown:
+            return gr.skip(), gr.skip(), shown
+        return (*depth_preview(editor_photo(editor), model, resolution, low, high, gamma, invert), key)
+
     def stylize(image, model, resolution, low, high, gamma, invert, background_weight, mask, method, base, prompt,
                 negative_prompt, steps, guidance, strength, seed, export, gallery, request: gr.Request,
                 progress=gr.Progress()):
@@ -283,28 +322,48 @@ def build_app(config: Optional[AppConfig] = None):
         files = [out_png, depth16] + ([model3d] if model3d else [])
         return (rgb, out_png), out_png, files, model3d, gallery, gallery
 
+    def editor_stylize(editor, model, resolution, low, high, gamma, invert, background_weight, method, base, prompt,
+                       negative_prompt, steps, guidance, strength, seed, export, gallery, request: gr.Request,
+                       progress=gr.Progress()):
+        """The editor's photo is the image and its brush layer the subject mask."""
+        return stylize(editor_photo(editor), model, resolution, low, high, gamma, invert, background_weight, editor,
+                       method, base, prompt, negative_prompt, steps, guidance, strength, seed, export, gallery,
+                       request, progress)
+
     models = service.model_choices()
     present = [value for label, value in models if "[weights missing]" not in label]
     default_model = config.default_depth_model or (present[0] if present else models[0][1])
+    example = save_example(service.output_dir)
 
     with gr.Blocks(title="midas-diffusion", analytics_enabled=False) as app:
-        gr.Markdown("## midas-diffusion · restyle a photo, keep its 3D shape")
         gallery_state = gr.State([])
-        with gr.Row():
-            with gr.Column(scale=1):
-                image = gr.Image(label="Photo", type="pil", image_mode="RGBA", sources=["upload", "clipboard"],
-                                 height=360, elem_id="photo")
-                mask = gr.ImageMask(label="Subject mask (optional; paint the subject)", type="pil", elem_id="mask")
-            with gr.Column(scale=1):
-                preview = gr.Image(label="Depth preview (near = white)", interactive=False, height=360,
+        shown_preview = gr.State(None)  # what the depth preview shows: (photo hash, settings)
+        with gr.Row(equal_height=False, elem_id="workspace"):
+            with gr.Column(scale=5, min_width=400):
+                photo = gr.ImageEditor(
+                    label="Photo · brush = subject mask (optional)", type="pil",
+                    image_mode="RGBA", sources=["upload", "clipboard"], layers=False, transforms=(), format="png",
+                    brush=gr.Brush(colors=[MASK_BRUSH], default_color=MASK_BRUSH, color_mode="fixed"),
+                    height=EDITOR_HEIGHT, elem_id="photo")
+                prompt = control("prompt", elem_id="prompt", lines=2, max_lines=4)
+                with gr.Row():
+                    run = gr.Button("Stylize", variant="primary", scale=3, elem_id="run")
+                    cancel = gr.Button("Cancel", scale=1, min_width=80, elem_id="cancel")
+            with gr.Column(scale=5, min_width=400):
+                result_image = gr.Image(label="Result", type="filepath", interactive=False, height=EDITOR_HEIGHT,
+                                        elem_id="result")
+                gr.Examples([[str(example)]], inputs=[photo], label="Example photo (drawn by midas-diffusion)",
+                            elem_id="examples")
+            with gr.Column(scale=3, min_width=260):
+                preview = gr.Image(label="Depth preview (near = white)", interactive=False, height=PREVIEW_HEIGHT,
                                    elem_id="depth-preview")
-                depth_file = gr.File(label="16-bit depth PNG", elem_id="depth-file")
-        with gr.Row():
-            with gr.Column():
-                gr.Markdown("### Depth")
                 model = gr.Dropdown(choices=models, value=default_model, label="Depth model",
                                     info="missing weights are marked; pick one to see where to put them",
                                     elem_id="depth-model")
+                method = control("method")
+        with gr.Row():
+            with gr.Column():
+                gr.Markdown("### Depth")
                 resolution = control("resolution")
                 low = control("percentile_low")
                 high = control("percentile_high")
@@ -313,9 +372,7 @@ def build_app(config: Optional[AppConfig] = None):
                 background_weight = control("background_weight")
             with gr.Column():
                 gr.Markdown("### Stylize")
-                method = control("method")
                 base = control("base")
-                prompt = control("prompt", elem_id="prompt")
                 negative_prompt = control("negative_prompt")
                 steps = control("steps", elem_id="steps")
                 guidance = control("guidance")
@@ -325,33 +382,38 @@ def build_app(config: Optional[AppConfig] = None):
                     dice = gr.Button("🎲 Random", scale=1, min_width=80, elem_id="dice")
                 export = gr.Radio(choices=[("none", ""), ("GLB mesh", "glb"), ("PLY points", "ply")], value="",
                                   label="3D export (RGBD)", elem_id="export")
-                with gr.Row():
-                    run = gr.Button("Stylize", variant="primary", elem_id="run")
-                    cancel = gr.Button("Cancel", elem_id="cancel")
         with gr.Row():
             slider = gr.ImageSlider(label="Before / after", type="filepath", max_height=480, elem_id="before-after")
-            result_image = gr.Image(label="Result", type="filepath", interactive=False, height=480, elem_id="result")
-        with gr.Row():
-            files = gr.File(label="Downloads", file_count="multiple", elem_id="downloads")
-            viewer = gr.Model3D(label="3D view", elem_id="viewer")
+            with gr.Column():
+                depth_file = gr.File(label="Depth preview as 16-bit PNG", elem_id="depth-file")
+                files = gr.File(label="Downloads", file_count="multiple", elem_id="downloads")
+                viewer = gr.Model3D(label="3D view", elem_id="viewer")
         gallery = gr.Gallery(label="This session", columns=6, height=240, elem_id="gallery")
+        # the HTTP API takes the photo and the mask as two images (no editor value to build)
+        api_image = gr.Image(type="pil", image_mode="RGBA", visible=False)
+        api_mask = gr.Image(type="pil", image_mode=None, visible=False)
 
-        depth_inputs = [image, model, resolution, low, high, gamma, invert]
-        for trigger in (image.change, model.change, resolution.release, low.release, high.release, gamma.release,
-                        invert.change):
-            trigger(depth_preview, depth_inputs, [preview, depth_file], api_name=False, show_progress="minimal",
-                    concurrency_id="depth", concurrency_limit=config.concurrency_limit)
+        settings = [model, resolution, low, high, gamma, invert]
+        preview_outputs = [preview, depth_file, shown_preview]
+        for trigger in (photo.upload, photo.change, model.change, resolution.release, low.release, high.release,
+                        gamma.release, invert.change):
+            trigger(editor_depth_preview, [photo, *settings, shown_preview], preview_outputs, api_name=False,
+                    show_progress="minimal", concurrency_id="depth", concurrency_limit=config.concurrency_limit)
+        photo.clear(lambda: (None, None, None), None, preview_outputs, api_name=False)
         gr.Button("Update depth", visible=False).click(
-            depth_preview, depth_inputs, [preview, depth_file], api_name="depth_preview",
+            depth_preview, [api_image, *settings], [preview, depth_file], api_name="depth_preview",
             concurrency_id="depth", concurrency_limit=config.concurrency_limit)
         dice.click(lambda: random.randrange(2**31), None, seed, api_name=False)
+        stylize_settings = [method, base, prompt, negative_prompt, steps, guidance, strength, seed, export,
+                            gallery_state]
+        stylize_outputs = [slider, result_image, files, viewer, gallery, gallery_state]
         event = run.click(
-            stylize,
-            depth_inputs + [background_weight, mask, method, base, prompt, negative_prompt, steps, guidance, strength,
-                            seed, export, gallery_state],
-            [slider, result_image, files, viewer, gallery, gallery_state],
-            api_name="stylize", concurrency_id="diffusion", concurrency_limit=config.concurrency_limit,
-        )
+            editor_stylize, [photo, *settings, background_weight, *stylize_settings], stylize_outputs, api_name=False,
+            concurrency_id="diffusion", concurrency_limit=config.concurrency_limit)
+        gr.Button("stylize", visible=False).click(
+            stylize, [api_image, *settings, background_weight, api_mask, *stylize_settings], stylize_outputs,
+            api_name="stylize", concurrency_id="diffusion", concurrency_limit=config.concurrency_limit)
+
         def cancel_run(request: gr.Request):
             service.request_cancel(getattr(request, "session_hash", "") or "")
 
@@ -367,4 +429,5 @@ def build_app(config: Optional[AppConfig] = None):
 def launch(config: Optional[AppConfig] = None, host: str = "127.0.0.1", port: Optional[int] = None, share: bool = False,
            **kwargs):
     app = build_app(config)
-    return app.launch(server_name=host, server_port=port, share=share, **kwargs)
+    allowed = [str(app.service.output_dir), *kwargs.pop("allowed_paths", [])]
+    return app.launch(server_name=host, server_port=port, share=share, allowed_paths=allowed, **kwargs)

@@ -26,11 +26,12 @@ def add_parsers(sub) -> None:
 def run_ui(args) -> int:
     from .gradio_app import AppConfig, launch
 
-    config = AppConfig(concurrency_limit=args.concurrency, device=args.device, weights_dir=args.weights_dir,
-                       max_pixels=int(args.max_pixels), single_file_config=args.single_file_config)
+    chosen = {}
     if args.depth_models:
-        config.depth_models = json.loads(args.depth_models)
+        chosen["depth_models"] = json.loads(args.depth_models)
     if args.bases:
-        config.bases = json.loads(args.bases)
+        chosen["bases"] = json.loads(args.bases)
+    config = AppConfig(concurrency_limit=args.concurrency, device=args.device, weights_dir=args.weights_dir,
+                       max_pixels=int(args.max_pixels), single_file_config=args.single_file_config, **chosen)
     launch(config, host=args.host, port=args.port, share=args.share)
     return 0
