@@ -14,7 +14,7 @@ from torch import nn
 from ._registry import get_model_spec, list_models, resolve_name
 from .checkpoints import CheckpointLike, identify_checkpoint, load_into, read_state_dict
 from .config import ModelSpec, PreprocessConfig
-from .images import DEFAULT_MAX_PIXELS, VALUE_SCALE, ImageLike, to_compact_tensors, to_device
+from .images import DEFAULT_MAX_PIXELS, VALUE_SCALE, ImageLike, dense_view, to_compact_tensors, to_device
 from .outputs import DepthOutput
 from .precision import SUPPORTED_DTYPES, resolve_dtype
 from .transforms import check_normalization, network_input_size, normalize_disparity, prepare_compact, resize, with_resolution
@@ -35,8 +35,10 @@ def _spec_for_hub_id(name: str) -> Optional[ModelSpec]:
 def _is_flat(image: torch.Tensor, tolerance: float = 1.0 / 512) -> torch.Tensor:
     """Whether a compact ``(C,H,W)`` image has one color everywhere (within half an 8-bit step), as
     a bool tensor on the image's device (no sync): one cheap pass over its compact pixels."""
-    values = image.view(torch.int16).to(torch.int32).bitwise_and_(0xFFFF) if image.dtype == torch.uint16 else image
-    lo, hi = torch.aminmax(values)  # (no uint16 min/max kernels)
+    values = dense_view(image)
+    if values.dtype == torch.uint16:  # no uint16 min/max kernels
+        values = values.view(torch.int16).to(torch.int32).bitwise_and_(0xFFFF)
+    lo, hi = torch.aminmax(values)
     return (hi - lo).float() <= tolerance * VALUE_SCALE[image.dtype]
 
 
