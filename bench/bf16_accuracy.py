@@ -1,0 +1,131 @@
+"""How far bf16 moves each model's disparity from float32, on the CPU (what ``dtype="auto"`` decides on).
+
+    python bench/bf16_accuracy.py                               # every model, fixtures + 3 synthetic photos
+    python bench/bf16_accuracy.py --models dpt_swin2_tiny_256 --photos a.jpg b.jpg
+
+Weights: the reference recipe (``tests/reference.py``, the same deterministic weights the parity tests
+use; no download), or with ``--official`` the released files from your weights folder; trained weights
+may behave differently from the recipe's, so rerun with ``--official`` where you have them. Inputs: the reference fixture's network input of each model (``x``, computed by the
+original MiDaS code) and synthetic natural-looking photos (``bench/photos.py``; ``--photos`` adds
+your own files), run end to end through ``DepthEstimator``. For each input the disparity is min-max
+normalized per image, so differences are fractions of its range; the table gives the max and mean
+absolute difference over all pixels of all inputs, and its 99th percentile. A model whose 99th
+percentile exceeds ``--threshold`` (1% of the range: 1 pixel in 100 visibly off) belongs in
+``precision.BF16_INACCURATE``: ``dtype="auto"`` keeps it in float32. The speed-up is the median
+forward time at batch 1 on the fixture input, float32 over bf16.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import midas_diffusion as md  # noqa: E402
+from midas_diffusion.checkpoints import load_into  # noqa: E402
+from photos import synthetic_photo  # noqa: E402
+from reference import fixture, official_checkpoint  # noqa: E402
+
+
+def _minmax(y: torch.Tensor) -> torch.Tensor:
+    flat = y.reshape(y.shape[0], -1).double()
+    lo, hi = flat.amin(1, keepdim=True), flat.amax(1, keepdim=True)
+    return (flat - lo) / (hi - lo).clamp_min(1e-30)
+
+
+def _forward_seconds(est, x, iters: int) -> float:
+    with torch.inference_mode():
+        est.predict_raw(x)  # warm-up (kernel selection, caches)
+        times = []
+        for _ in range(iters):
+            start = time.perf_counter()
+            est.predict_raw(x)
+            times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def measure(name: str, photos, iters: int, official: bool) -> dict:
+    ref = fixture(name)
+    if official:  # the released weights from the weights folder (never downloaded here)
+        est = md.DepthEstimator.from_pretrained(name, allow_download=False, progress=False)
+        model = est.model
+    else:
+        model = md.create_model(name)
+        load_into(model, official_checkpoint(name, seed=int(ref["seed"])), model_name=name)
+        est = md.DepthEstimator(model, md.get_model_spec(name))
+    x = torch.from_numpy(ref["x"])
+    diffs = []
+    seconds = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        est.to(dtype=dtype)
+        with torch.inference_mode():
+            fixture_out = est.predict_raw(x)
+        photo_outs = [est(p).disparity for p in photos]
+        seconds[dtype] = _forward_seconds(est, x[:1], iters) if iters else float("nan")
+        if dtype == torch.float32:
+            fp32 = (fixture_out, photo_outs)
+        else:
+            diffs.append((_minmax(fixture_out) - _minmax(fp32[0])).abs())
+            diffs.extend((a.double() - b.double()).abs().reshape(1, -1) for a, b in zip(photo_outs, fp32[1]))
+    all_diffs = torch.cat([d.reshape(-1) for d in diffs])
+    fixture_max = diffs[0].max().item()
+    photo_max = max((d.max().item() for d in diffs[1:]), default=0.0)
+    sample = all_diffs if all_diffs.numel() <= 4_000_000 else all_diffs[:: all_diffs.numel() // 4_000_000 + 1]
+    del est, model
+    gc.collect()
+    return {
+        "max": all_diffs.max().item(),
+        "p99": torch.quantile(sample.float(), 0.99).item(),
+        "mean": all_diffs.mean().item(),
+        "fixture_max": fixture_max,
+        "photo_max": photo_max,
+        "speedup": seconds[torch.float32] / seconds[torch.bfloat16],
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default=",".join(md.list_models()))
+    parser.add_argument("--photos", nargs="*", default=[], help="extra photo files (your own)")
+    parser.add_argument("--synthetic", type=int, default=3, help="synthetic photos (480x640, seeds 0..N-1)")
+    parser.add_argument("--threshold", type=float, default=0.01,
+                        help="99th percentile of |diff| (of the range) above which bf16 is refused: a visible error")
+    parser.add_argument("--iters", type=int, default=2, help="timed forward passes per dtype (0: no timing)")
+    parser.add_argument("--official", action="store_true",
+                        help="the released weights from the weights folder (MIDAS_DIFFUSION_WEIGHTS) instead of the recipe")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    from midas_diffusion.images import load_image_file
+    from midas_diffusion.precision import cpu_has_native_bf16
+
+    photos = [synthetic_photo(480, 640, seed) for seed in range(args.synthetic)]
+    photos += [load_image_file(p) for p in args.photos]
+    print(f"# bf16 vs float32 on the CPU (native bf16: {cpu_has_native_bf16()}, {args.threads} threads, torch {torch.__version__});"
+          f" {'official' if args.official else 'recipe'} weights; inputs: the fixture + {len(photos)} photos; |diff| of min-max normalized disparity")
+    print("| model | max abs diff | p99 abs diff | mean abs diff | fixture max | photos max | bf16 speed-up b1 | auto |")
+    print("|---|---|---|---|---|---|---|---|")
+    refused = []
+    for name in args.models.split(","):
+        r = measure(name, photos, args.iters, args.official)
+        auto = "fp32" if r["p99"] > args.threshold else "bf16"
+        if auto == "fp32":
+            refused.append(name)
+        print(f"| {name} | {r['max']:.2e} | {r['p99']:.2e} | {r['mean']:.2e} | {r['fixture_max']:.2e} | {r['photo_max']:.2e} "
+              f"| {'-' if r['speedup'] != r['speedup'] else format(r['speedup'], '.2f') + 'x'} | {auto} |", flush=True)
+    print(f"# BF16_INACCURATE = frozenset({sorted(refused)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
