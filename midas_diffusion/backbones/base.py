@@ -46,6 +46,12 @@ def tokens_to_grid(tokens: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
 FeatureList = List[torch.Tensor]
 
 
+def float32_or_wider(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` in float32, or float64 as it is: table resampling runs in at least float32
+    (half-precision models too), and a float64 model stays exact in float64."""
+    return tensor if tensor.dtype == torch.float64 else tensor.float()
+
+
 def computed_buffers(module: nn.Module) -> List[str]:
     """Names of the non-persistent buffers of ``module``: computed at construction, never in a
     checkpoint (relative position indices, attention masks, ...)."""

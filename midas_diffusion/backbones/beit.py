@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..state_dicts import drop_keys
-from .base import FeatureList, create_timm_model
+from .base import FeatureList, create_timm_model, float32_or_wider
 from .transformers_dpt import MODEL, QKV, TOKEN_BLOCK_RULES, WB, TransformersBackbone, block_rules
 from .vit import Reassemble
 
@@ -51,7 +51,7 @@ def relative_position_bias(attn: nn.Module, window: Tuple[int, int]) -> torch.Te
     grid, cls_rows = table[: old_h * old_w], table[old_h * old_w :]
     if (old_h, old_w) != (new_h, new_w):
         grid = grid.reshape(1, old_w, old_h, -1).permute(0, 3, 1, 2)
-        grid = F.interpolate(grid.float(), size=(new_h, new_w), mode="bilinear", align_corners=False).to(table.dtype)
+        grid = F.interpolate(float32_or_wider(grid), size=(new_h, new_w), mode="bilinear", align_corners=False).to(table.dtype)
         grid = grid.permute(0, 2, 3, 1).reshape(new_h * new_w, -1)
     table = torch.cat([grid, cls_rows])
     n = window[0] * window[1] + 1

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..state_dicts import Rule, drop_keys
-from .base import FeatureList, create_timm_model, tokens_to_grid
+from .base import FeatureList, create_timm_model, float32_or_wider, tokens_to_grid
 from .transformers_dpt import MODEL, QKV, TOKEN_BLOCK_RULES, WB, TransformersBackbone, block_rules
 
 
@@ -75,7 +75,7 @@ def resize_pos_embed(pos_embed: torch.Tensor, grid: Tuple[int, int], num_prefix_
     if (old, old) == tuple(grid):
         return pos_embed
     posemb = posemb.reshape(1, old, old, -1).permute(0, 3, 1, 2)
-    posemb = F.interpolate(posemb.float(), size=grid, mode="bilinear", align_corners=False).to(pos_embed.dtype)
+    posemb = F.interpolate(float32_or_wider(posemb), size=grid, mode="bilinear", align_corners=False).to(pos_embed.dtype)
     posemb = posemb.permute(0, 2, 3, 1).reshape(1, grid[0] * grid[1], -1)
     return torch.cat([prefix, posemb], dim=1)
 
