@@ -101,12 +101,13 @@ _CUBIC_A = -0.75  # torch's and OpenCV's bicubic coefficient
 _BLOCK = 32  # output rows (columns) per block of the banded product
 
 
-@lru_cache(maxsize=64)
-def _bicubic_blocks(in_size: int, out_size: int) -> Tuple[torch.Tensor, torch.Tensor]:
-    """``F.interpolate(mode="bicubic", align_corners=False)`` along one axis as blocks: output
-    ``[b*R:(b+1)*R]`` = ``weights[b] @ input[sources[b]]``, ``sources`` ``(nb, S)`` indices and
-    ``weights`` ``(nb, R, S)`` (4 non-zero taps per row; borders clamp like torch)."""
-    real = (torch.arange(out_size, dtype=torch.float64) + 0.5) * (in_size / out_size) - 0.5
+def _bicubic_taps(in_size: int, out_size: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``F.interpolate(mode="bicubic", align_corners=False)`` along one axis: output ``i`` is
+    ``sum_k taps[i, k] * input[index[i, k]]``; ``index`` ``(out, 4)`` clamped at the borders like torch.
+    The source positions are computed as torch's CPU kernel does (float32, fused multiply-add), so
+    the taps are torch's to the last bit or two."""
+    scale = torch.tensor(in_size, dtype=torch.float32) / out_size
+    real = torch.addcmul(torch.tensor(-0.5), scale, torch.arange(out_size, dtype=torch.float32) + 0.5)
     floor = torch.floor(real)
     t = real - floor
     a = _CUBIC_A
@@ -117,8 +118,17 @@ def _bicubic_blocks(in_size: int, out_size: int) -> Tuple[torch.Tensor, torch.Te
     def far(x):  # 1 < |x| < 2
         return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
 
-    taps = torch.stack([far(t + 1), near(t), near(1 - t), far(2 - t)], dim=1)
+    rest = 1 - t
+    taps = torch.stack([far(t + 1), near(t), near(rest), far(rest + 1)], dim=1)
     index = (floor.long()[:, None] + torch.arange(-1, 3)).clamp_(0, in_size - 1)
+    return index, taps
+
+
+@lru_cache(maxsize=64)
+def _bicubic_blocks(in_size: int, out_size: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The taps of ``_bicubic_taps`` as blocks: output ``[b*R:(b+1)*R]`` = ``weights[b] @
+    input[sources[b]]``, ``sources`` ``(nb, S)`` indices and ``weights`` ``(nb, R, S)``."""
+    index, taps = _bicubic_taps(in_size, out_size)
     blocks = -(-out_size // _BLOCK)
     pad = blocks * _BLOCK - out_size
     index = torch.cat([index, index[-1:].expand(pad, 4)]).view(blocks, _BLOCK, 4)
@@ -126,9 +136,9 @@ def _bicubic_blocks(in_size: int, out_size: int) -> Tuple[torch.Tensor, torch.Te
     first = index.amin(dim=(1, 2))
     span = int((index.amax(dim=(1, 2)) - first).max()) + 1
     first = first.clamp_(max=in_size - span)
-    weights = torch.zeros(blocks, _BLOCK, span, dtype=torch.float64)
+    weights = torch.zeros(blocks, _BLOCK, span, dtype=torch.float32)
     weights.scatter_add_(2, index - first[:, None, None], taps)
-    return first[:, None] + torch.arange(span), weights.float()
+    return first[:, None] + torch.arange(span), weights
 
 
 def _enlarge_bicubic(image: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
@@ -143,6 +153,30 @@ def _enlarge_bicubic(image: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor
     rows, row_weights = _bicubic_blocks(h, height)  # (nby, Sy), (nby, R, Sy)
     out = torch.matmul(row_weights.to(x.dtype), wide[:, rows, :])  # (N, nby, R, width)
     return out.reshape(b * c, -1, width)[:, :height].reshape(b, c, height, width)
+
+
+_bicubic_taps_cached = lru_cache(maxsize=64)(_bicubic_taps)
+
+
+def _shrinks_far(image: torch.Tensor, size: Sequence[int]) -> bool:
+    """Whether a strong reduction (every output row and column reads 4 input ones, fewer than the
+    image has) is cheaper by gathering those than by widening the whole image (on the CPU)."""
+    return image.device.type == "cpu" and 4 * size[0] < image.shape[-2] and 4 * size[1] < image.shape[-1]
+
+
+def _shrink_bicubic(image: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Bicubic reduction (as ``F.interpolate``, no antialias) of a compact ``(C,H,W)`` image to a float32
+    ``(1,C,h,w)``: only the 4 input rows and columns each output reads are gathered and widened."""
+    height, width = int(size[0]), int(size[1])
+    hwc = image.permute(1, 2, 0)  # the memory order of images from PIL and arrays
+    rows, row_taps = _bicubic_taps_cached(image.shape[1], height)
+    gathered = widen(hwc.index_select(0, rows.reshape(-1)))  # (4h, W, C)
+    tall = torch.bmm(row_taps[:, None, :], gathered.reshape(height, 4, -1))  # (h, 1, W*C)
+    tall = tall.reshape(height, image.shape[2], image.shape[0])
+    cols, col_taps = _bicubic_taps_cached(image.shape[2], width)
+    picked = tall.index_select(1, cols.reshape(-1)).reshape(height, width, 4, -1)  # (h, w, 4, C)
+    out = torch.matmul(col_taps[None, :, None, :], picked).squeeze(2)  # (h, w, C)
+    return out.permute(2, 0, 1)[None].contiguous()
 
 
 def normalize(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
@@ -166,7 +200,10 @@ def prepare_compact(image: torch.Tensor, size: Sequence[int], config: Preprocess
     scale = VALUE_SCALE.get(image.dtype)
     if scale is None:
         raise ValueError(f"not a compact image tensor: dtype {image.dtype}")
-    x = resize(widen(image[None]), size, config.interpolation)
+    if config.interpolation == "bicubic" and _shrinks_far(image, size):
+        x = _shrink_bicubic(image, size)
+    else:
+        x = resize(widen(image[None]), size, config.interpolation)
     if scale != 1.0:
         x = x / scale
     if x.shape[1] == 1:
@@ -221,7 +258,10 @@ def normalize_disparity(
     if flat is not None:
         dead = dead | flat.to(device=dead.device, dtype=torch.bool).reshape(-1)
     span = torch.where(dead, torch.full_like(span, float("inf")), span)  # a dead image maps to 0
-    out = (values - lo[:, None]).div_(span[:, None]).clamp_(0, 1).reshape(raw.shape)
+    out = (values - lo[:, None]).div_(span[:, None])
+    if percentile is not None or not finite:  # min-max of finite values lands in [0,1] by itself
+        out = out.clamp_(0, 1)
+    out = out.reshape(raw.shape)
     if gamma != 1.0:
         out = out.pow_(gamma)
     if invert:

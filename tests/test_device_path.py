@@ -249,3 +249,20 @@ def test_cuda_path_equals_the_cpu_path(label, image, tiny):
         assert (half.disparity - cpu.disparity).abs().mean() < 2e-2
     finally:
         est.model.to("cpu", torch.float32)
+
+
+@pytest.mark.parametrize("shape,size", [((600, 900, 3), (128, 192)), ((700, 1300, 1), (160, 300))])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_strong_reduction_gathers_only_the_rows_it_reads(shape, size, dtype):
+    """Large photos reduced 4x or more skip widening the whole image; same numbers as F.interpolate."""
+    from midas_diffusion.transforms import _shrinks_far, prepare_compact
+
+    top = {np.uint8: 255, np.uint16: 65535, np.float32: 1}[dtype]
+    arr = (np.random.default_rng(0).random(shape) * top).astype(dtype)
+    (compact,) = md.images.to_compact_tensors(arr)
+    assert _shrinks_far(compact, size)
+    config = md.get_model_spec("midas_v21_small_256").preprocess
+    got = prepare_compact(compact, size, config)
+    rgb = torch.from_numpy(arr.astype(np.float32) / top).permute(2, 0, 1)[None].expand(-1, 3, -1, -1)
+    expected = md.transforms.normalize(F.interpolate(rgb, size=size, mode="bicubic", align_corners=False), config.mean, config.std)
+    _assert_close(got, expected, f"{shape}->{size} {dtype.__name__}")
