@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import math
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -299,3 +300,29 @@ def test_converter_does_not_import_transformers():
     imported = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
     imported += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
     assert not [m for m in imported if m.split(".")[0] == "transformers"]
+
+
+@pytest.mark.parametrize("name", ["dpt_large_384", "dpt_hybrid_384", "dpt_beit_base_384", "dpt_swin2_tiny_256"])
+def test_each_family_brings_its_own_rules(name):
+    """The driver holds no family switch: a model's encoder config names its rules, which live in
+    that family's file, and a checkpoint of the family is recognized by them alone."""
+    from midas_diffusion.convert_transformers import BACKBONES, checkpoint_backbone, model_backbone
+
+    model = zoo_model(name)
+    family = model_backbone(model)
+    assert family in BACKBONES
+    assert family is model.config.encoder.transformers_backbone()
+    family_file = sys.modules[type(model.config.encoder).__module__]
+    assert family in vars(family_file).values(), "the rules live next to the family's code"
+    hf_keys = {"vit": "dpt.encoder.layer.0.output.dense.weight", "hybrid": "dpt.embeddings.backbone.bit.embedder.convolution.weight",
+               "beit": "backbone.encoder.layer.0.lambda_1", "swinv2": "backbone.encoder.layers.0.blocks.0.attention.self.logit_scale"}
+    family_of = {"dpt_large_384": "vit", "dpt_hybrid_384": "hybrid", "dpt_beit_base_384": "beit", "dpt_swin2_tiny_256": "swinv2"}
+    assert checkpoint_backbone({hf_keys[family_of[name]]: torch.zeros(1)}) is family
+
+
+@pytest.mark.parametrize("name", ["dpt_swin_large_384", "dpt_levit_224", "dpt_next_vit_large_384", "midas_v21_small_256"])
+def test_families_without_transformers_checkpoints_say_so(name):
+    from midas_diffusion.convert_transformers import model_backbone
+
+    with pytest.raises(CheckpointError, match="only for ViT, ViT-hybrid, BEiT and SwinV2"):
+        model_backbone(create_model(name, reduced=True))
