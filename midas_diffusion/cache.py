@@ -221,7 +221,8 @@ def load_depth_model(
     cache = default_cache() if cache is None else cache
     device_t = torch.device(device) if device is not None else None
     weights = str(weights_dir) if weights_dir else os.environ.get("MIDAS_DIFFUSION_WEIGHTS", "")
-    key = (*source_key(str(name_or_path)), str(device_t), str(dtype), weights, tuple(sorted(kwargs.items())))
+    key = (*source_key(str(name_or_path)), *_local_weights_key(str(name_or_path), weights or None), str(device_t),
+           str(dtype), weights, tuple(sorted(kwargs.items())))
 
     def load():
         est = DepthEstimator.from_pretrained(str(name_or_path), weights_dir=weights_dir or None, **kwargs)
@@ -231,6 +232,23 @@ def load_depth_model(
     if device_t is not None and torch.device(est.device) != device_t:
         est.to(device_t)
     return est
+
+
+def _local_weights_key(name: str, weights_dir: Any) -> tuple:
+    """For a zoo name, the key of the weights file it would load from disk now (so a ``NAME.pt``
+    replaced in the weights folder loads again); empty when it is not a zoo name or not on disk."""
+    import os
+
+    from ._registry import get_model_spec
+    from .weights import WeightsNotFoundError, resolve_weights
+
+    if os.path.exists(name):
+        return ()
+    try:
+        spec = get_model_spec(name)
+        return source_key(str(resolve_weights(spec, weights_dir, allow_download=False, progress=False)))
+    except (KeyError, ValueError, TypeError, WeightsNotFoundError):
+        return ()
 
 
 def _as_dtype(dtype: Any, est: Any):

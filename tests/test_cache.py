@@ -121,6 +121,18 @@ def test_depth_models_are_keyed_by_file_content_and_move_back(tmp_path):
         load_depth_model("", cache=cache)
 
 
+def test_a_zoo_name_reloads_when_its_weights_file_is_replaced(tmp_path):
+    from midas_diffusion import create_model
+
+    name = "dpt_levit_224"
+    torch.save(create_model(name).state_dict(), tmp_path / f"{name}.pt")
+    cache = ModelCache()
+    first = load_depth_model(name, weights_dir=tmp_path, cache=cache)
+    assert load_depth_model(name, weights_dir=tmp_path, cache=cache) is first
+    torch.save(create_model(name).state_dict(), tmp_path / f"{name}.pt")  # new weights, same name
+    assert load_depth_model(name, weights_dir=tmp_path, cache=cache) is not first
+
+
 def test_default_cache_is_one_object():
     assert default_cache() is default_cache()
     assert default_cache().limits == {"pipeline": 1, "depth": 2}
