@@ -194,6 +194,7 @@ class StylizeService:
         with self._idle:
             self._running += 1
         self._cancelled.discard(session)
+        self.last_steps_done = 0
         try:
             return self._stylize(image, model, resolution, low, high, gamma, invert, background_weight, mask, method,
                                  base, prompt, negative_prompt, steps, guidance, strength, seed, export, progress, session)
