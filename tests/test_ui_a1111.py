@@ -255,17 +255,22 @@ def test_unset_sliders_mean_defaults(host):
         _host_call(p, photo, 0, 10.0, 20.0)
 
 
-def test_resolution_above_the_slider_is_clamped_with_a_log_line(host, capsys):
+def test_resolution_above_the_slider_is_clamped_with_a_log_line(host, capsys, monkeypatch):
     """Pixel perfect sends processor_res computed from the image, past ControlNetUnit's bound check."""
     tiny = _tiny("midas_v21_small_256")
     (name,) = a1111.register_preprocessors(["midas_v21_small_256"], model_source=lambda n, d: tiny)
     p = host.Preprocessor.get_preprocessor(name)
     top = int(get_spec("resolution").max)
-    photo = _photo(24, 40)
+    asked = []
+    real_at_resolution = a1111.runtime.at_resolution
+    monkeypatch.setattr(a1111.runtime, "at_resolution", lambda est, res: asked.append(res) or real_at_resolution(est, None))
     capsys.readouterr()
-    np.testing.assert_array_equal(p.disparity(photo, top + 1000), p.disparity(photo, top))
+    _host_call(p, _photo(24, 40), top + 1000, -1, -1)
+    _host_call(p, _photo(24, 40), top, -1, -1)
+    assert asked == [top, top]  # the network runs at the slider's maximum, not at top + 1000
     out = capsys.readouterr().out.strip().splitlines()
     assert out == [f"[midas-diffusion] {name}: resolution {top + 1000} is above the slider's maximum; using {top}"]
+    assert a1111.clamp_resolution(-1) == 0 and a1111.clamp_resolution(None) == 0 and a1111.clamp_resolution(384) == 384
 
 
 class _OnAccelerator:
