@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterable, List, Optional, Sequence, Tuple
 
@@ -302,58 +303,81 @@ def _run_images(est, todo, args, counts: _Counts, progress: bool) -> None:
 
     pinned = est.device.type == "cuda"
 
-    def load(item):  # in the read-ahead thread: decoded, compact (uint8/uint16), pinned for a GPU
+    def load(item):  # in the read-ahead threads: decoded, compact (uint8/uint16), pinned for a GPU
         return to_compact_tensors(load_image_file(item[0], est.max_pixels), est.max_pixels, pin_memory=pinned)[0]
 
     bar = tqdm(total=len(todo), desc="depth", unit="img", disable=not progress)
     workers = getattr(args, "decode_threads", None) or default_decode_threads()
-    for batch, loaded in read_ahead(batches, load, depth=args.read_ahead, workers=workers):
-        ready = []
-        for (src, targets), rgb in zip(batch, loaded):
-            if isinstance(rgb, (ValueError, OSError)):
-                counts.failed += 1
-                tqdm.write(f"error: {src}: {rgb}", file=sys.stderr)
-            elif isinstance(rgb, BaseException):
-                raise rgb
-            else:
-                ready.append((src, targets, rgb))
-        bar.update(len(batch) - len(ready))
-        if not ready:
-            continue
-        try:
-            if args.tiles:
-                from .tiling import estimate_tiled
+    # decoding runs ahead on `workers` threads; one writer thread writes a batch's files while the
+    # next batch computes (at most one batch of files in flight)
+    written: Optional[Future] = None
 
-                outs = [
-                    estimate_tiled(est, rgb, tile_overlap=args.tile_overlap, batch_size=args.batch_size,
-                                   percentile=args.percentile, gamma=args.gamma, invert=args.invert)
-                    for _, _, rgb in ready
-                ]
-                disparities = [o.per_image("disparity")[0] for o in outs]
-                raws = [o.per_image("raw")[0] for o in outs]
-            else:
-                outs = est.estimate_each([rgb for _, _, rgb in ready], percentile=args.percentile, gamma=args.gamma,
-                                         invert=args.invert, batch_size=len(ready))
-                disparities, raws = [o.disparity[0] for o in outs], [o.raw[0] for o in outs]
-        except (ValueError, OSError) as exc:
-            counts.failed += len(ready)
-            tqdm.write(f"error: {', '.join(str(r[0]) for r in ready)}: {exc}", file=sys.stderr)
-            bar.update(len(ready))
-            continue
-        for (src, targets, rgb), disparity, raw in zip(ready, disparities, raws):
+    def collect() -> None:
+        nonlocal written
+        if written is not None:
+            done, failed = written.result()  # re-raises what stopped the writer (e.g. a kill)
+            counts.done += done
+            counts.failed += failed
+            written = None
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="midas-write") as writer:
+        for batch, loaded in read_ahead(batches, load, depth=args.read_ahead, workers=workers):
+            ready = []
+            for (src, targets), rgb in zip(batch, loaded):
+                if isinstance(rgb, (ValueError, OSError)):
+                    counts.failed += 1
+                    tqdm.write(f"error: {src}: {rgb}", file=sys.stderr)
+                elif isinstance(rgb, BaseException):
+                    raise rgb
+                else:
+                    ready.append((src, targets, rgb))
+            bar.update(len(batch) - len(ready))
+            if not ready:
+                continue
             try:
-                metric = None
-                if getattr(args, "metric_from", None):
-                    from .metric_io import metric_for_image
+                if args.tiles:
+                    from .tiling import estimate_tiled
 
-                    metric = metric_for_image(args.metric_from, src, raw)
-                _write(targets, disparity, raw, rgb, args, metric)
-                counts.done += 1
+                    outs = [
+                        estimate_tiled(est, rgb, tile_overlap=args.tile_overlap, batch_size=args.batch_size,
+                                       percentile=args.percentile, gamma=args.gamma, invert=args.invert)
+                        for _, _, rgb in ready
+                    ]
+                else:
+                    outs = est.estimate_each([rgb for _, _, rgb in ready], percentile=args.percentile,
+                                             gamma=args.gamma, invert=args.invert, batch_size=len(ready))
             except (ValueError, OSError) as exc:
-                counts.failed += 1
-                tqdm.write(f"error: {src}: {exc}", file=sys.stderr)
-            bar.update(1)
+                counts.failed += len(ready)
+                tqdm.write(f"error: {', '.join(str(r[0]) for r in ready)}: {exc}", file=sys.stderr)
+                bar.update(len(ready))
+                continue
+            items = [(src, targets, rgb, out.disparity[0], out.raw[0]) for (src, targets, rgb), out in zip(ready, outs)]
+            collect()
+            written = writer.submit(_write_batch, items, args, bar)
+        collect()
     bar.close()
+
+
+def _write_batch(items, args, bar) -> Tuple[int, int]:
+    """Write the outputs of one batch (``(src, targets, rgb, disparity, raw)`` each): ``(done, failed)``;
+    a file that cannot be written is reported and counted, the others are written."""
+    from tqdm.auto import tqdm
+
+    done = failed = 0
+    for src, targets, rgb, disparity, raw in items:
+        try:
+            metric = None
+            if getattr(args, "metric_from", None):
+                from .metric_io import metric_for_image
+
+                metric = metric_for_image(args.metric_from, src, raw)
+            _write(targets, disparity, raw, rgb, args, metric)
+            done += 1
+        except (ValueError, OSError) as exc:
+            failed += 1
+            tqdm.write(f"error: {src}: {exc}", file=sys.stderr)
+        bar.update(1)
+    return done, failed
 
 
 def _run_video(est, src: Path, outdir: Path, stem: Path, args, counts: _Counts, progress: bool) -> None:
