@@ -3,6 +3,7 @@ against transformers' ``DPTForDepthEstimation`` with the same weights where tran
 
     python bench/depth_speed.py                       # CPU, all models, fp32
     python bench/depth_speed.py --device cuda --dtypes fp32,bf16 --batch 8
+    python bench/depth_speed.py --dtypes fp32,auto    # auto: bf16 on CPUs with bf16 units (per model)
 
 The transformers model is built from a config equal to the zoo model's architecture and randomly
 initialized; its state dict is loaded into our model through our own converter, so both run the same
@@ -133,7 +134,8 @@ def main(argv=None) -> int:
         h, w = spec.net_size
         hf_config = None if args.no_transformers else transformers_config(name)
         for dtype_name in args.dtypes.split(","):
-            dtype = DTYPES[dtype_name]
+            # "auto": what DepthEstimator/the CLI choose for this model on this device (precision.py)
+            dtype = md.resolve_dtype("auto", device, name) if dtype_name == "auto" else DTYPES[dtype_name]
             torch.manual_seed(0)
             hf = None
             if hf_config is not None:
