@@ -71,7 +71,7 @@ def _client(url):
 
 def _stylize_args(root, prompt="a castle", image="photo.png", model="tiny", seed=3, export="glb"):
     f = gradio_client.handle_file(str(root / image))
-    return (f, model, 0, 0, 100, 1, False, 0, None, "controlnet", "", prompt, "", 2, 7.5, 0.8, seed, export, [])
+    return (f, model, 0, 0, 100, 1, False, 0, None, "controlnet", "", prompt, "", 2, 7.5, 0.8, seed, export)
 
 
 def test_api_depth_preview_gives_a_16_bit_download(served):
@@ -93,6 +93,29 @@ def test_api_stylize_returns_result_slider_downloads_and_mesh(served):
     names = [Path(f).name for f in files]
     assert any(n.endswith("-depth16.png") for n in names) and model3d.endswith(".glb")
     assert len(gallery) == 1
+
+
+def test_known_distances_make_the_mesh_metric(served):
+    """Points read off the depth preview with a known inverse-depth law: the exported mesh has
+    those distances in metres; known distances without an export, or a bad row, are clear errors."""
+    trimesh = pytest.importorskip("trimesh")
+    _, url, root = served
+    client = _client(url)
+    _, depth16 = client.predict(gradio_client.handle_file(str(root / "photo.png")), "tiny", 0, 0, 100, 1, False,
+                                api_name="/depth_preview")
+    disparity = np.asarray(Image.open(depth16), dtype=np.float64) / 65535
+    truth = 1.0 / (0.3 * disparity + 0.1)  # metres
+    picks = [(5, 5), (70, 40), (40, 24), (12, 36), (60, 10), (30, 44)]
+    known = "\n".join(f"{x}, {y}, {truth[y, x]:.6f}" for x, y in picks)
+    model3d = client.predict(*_stylize_args(root, export="ply"), known, api_name="/stylize")[3]
+    vertices = np.asarray(trimesh.load(model3d).vertices).reshape(48, 80, 3)
+    for x, y in picks:
+        assert abs(float(np.linalg.norm(vertices[y, x])) / truth[y, x] - 1) < 0.25  # distance along the ray
+    assert abs(vertices[..., 2]).max() <= truth.max() * 1.01
+    with pytest.raises(Exception, match="choose GLB or PLY"):
+        client.predict(*_stylize_args(root, export=""), known, api_name="/stylize")
+    with pytest.raises(Exception, match="known distances:2: '4, 5' is not 'x,y,depth_m'"):
+        client.predict(*_stylize_args(root, export="ply"), "1, 2, 3\n4, 5", api_name="/stylize")
 
 
 @pytest.mark.parametrize(

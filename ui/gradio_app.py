@@ -190,14 +190,16 @@ class StylizeService:
         return str(preview), str(depth16)
 
     def stylize(self, image, model, resolution, low, high, gamma, invert, background_weight, mask, method, base,
-                prompt, negative_prompt, steps, guidance, strength, seed, export, progress=None, session=""):
+                prompt, negative_prompt, steps, guidance, strength, seed, export, progress=None, session="",
+                known_depths=""):
         with self._idle:
             self._running += 1
         self._cancelled.discard(session)
         self.last_steps_done = 0
         try:
             return self._stylize(image, model, resolution, low, high, gamma, invert, background_weight, mask, method,
-                                 base, prompt, negative_prompt, steps, guidance, strength, seed, export, progress, session)
+                                 base, prompt, negative_prompt, steps, guidance, strength, seed, export, progress, session,
+                                 known_depths)
         finally:
             self._cancelled.discard(session)
             with self._idle:
@@ -205,7 +207,7 @@ class StylizeService:
                 self._idle.notify_all()
 
     def _stylize(self, image, model, resolution, low, high, gamma, invert, background_weight, mask, method, base,
-                 prompt, negative_prompt, steps, guidance, strength, seed, export, progress, session):
+                 prompt, negative_prompt, steps, guidance, strength, seed, export, progress, session, known_depths=""):
         from midas_diffusion.pipelines import load_pipeline
         from midas_diffusion.pipelines.components import DepthSettings
 
@@ -215,6 +217,7 @@ class StylizeService:
         steps = P.get_spec("steps").check(steps)
         seed = P.get_spec("seed").check(seed)
         rgb, alpha = self.read_image(image)
+        points = self.read_known_depths(known_depths, export)  # checked before anything runs
         subject = self.read_mask(mask, rgb.shape[:2])
         if subject is None:
             subject = alpha
@@ -256,9 +259,33 @@ class StylizeService:
         if export:
             from midas_diffusion.rgbd import export_glb, export_ply
 
+            metric = None
+            if points is not None:  # the mesh in metres, from the known distances
+                metric = self.metric_depth(disparity, points, export)
             fn = export_glb if export == "glb" else export_ply
-            model3d = str(fn(self.output_dir / f"{stem}.{export}", np.asarray(result.images[0]), disparity))
+            model3d = str(fn(self.output_dir / f"{stem}.{export}", np.asarray(result.images[0]), disparity,
+                             depth=None if metric is None else metric.depth))
         return rgb, result, str(out_png), depth16, model3d
+
+    @staticmethod
+    def read_known_depths(text: Any, export: Any) -> Optional[np.ndarray]:
+        """The "Known distances" box as (N,3) x, y, metres rows, or None when it is empty; it only
+        applies to a 3D export, so text without an export is a clear error, not silently ignored."""
+        from midas_diffusion.metric_io import parse_points
+
+        text = P.get_spec("known_depths").check(text).strip()
+        if not text:
+            return None
+        if not export:
+            raise ValueError("known distances make the 3D export metric: choose GLB or PLY under 3D export")
+        return parse_points(text, "known distances")
+
+    def metric_depth(self, disparity: np.ndarray, points: np.ndarray, export: str):
+        """Depth in metres of the conditioning disparity, fitted to the known points (RANSAC)."""
+        from midas_diffusion.metric_depth import metric_depth, sparse_from_points
+
+        height, width = disparity.shape
+        return metric_depth(disparity, sparse_from_points(points, height, width), **P.metric_settings())
 
 
 def editor_photo(value: Any) -> Any:
@@ -309,13 +336,13 @@ def build_app(config: Optional[AppConfig] = None, cache: Optional[ModelCache] = 
         return (*depth_preview(editor_photo(editor), model, resolution, low, high, gamma, invert), key)
 
     def stylize(image, model, resolution, low, high, gamma, invert, background_weight, mask, method, base, prompt,
-                negative_prompt, steps, guidance, strength, seed, export, gallery, request: gr.Request,
-                progress=gr.Progress()):
+                negative_prompt, steps, guidance, strength, seed, export, gallery, known_depths="",
+                request: gr.Request = None, progress=gr.Progress()):
         try:
             rgb, result, out_png, depth16, model3d = service.stylize(
                 image, model, resolution, low, high, gamma, invert, background_weight, mask, method, base, prompt,
                 negative_prompt, steps, guidance, strength, seed, export or None, progress,
-                session=getattr(request, "session_hash", "") or "")
+                session=getattr(request, "session_hash", "") or "", known_depths=known_depths or "")
         except (ValueError, ImageError, OSError) as exc:
             fail(exc)
         caption = f"{result.settings['method']} · {model} · seed {seed} · {prompt}"
@@ -324,12 +351,12 @@ def build_app(config: Optional[AppConfig] = None, cache: Optional[ModelCache] = 
         return (rgb, out_png), out_png, files, model3d, gallery, gallery
 
     def editor_stylize(editor, model, resolution, low, high, gamma, invert, background_weight, method, base, prompt,
-                       negative_prompt, steps, guidance, strength, seed, export, gallery, request: gr.Request,
-                       progress=gr.Progress()):
+                       negative_prompt, steps, guidance, strength, seed, export, gallery, known_depths="",
+                       request: gr.Request = None, progress=gr.Progress()):
         """The editor's photo is the image and its brush layer the subject mask."""
         return stylize(editor_photo(editor), model, resolution, low, high, gamma, invert, background_weight, editor,
                        method, base, prompt, negative_prompt, steps, guidance, strength, seed, export, gallery,
-                       request, progress)
+                       known_depths, request, progress)
 
     models = service.model_choices()
     present = [value for label, value in models if "[weights missing]" not in label]
@@ -383,6 +410,8 @@ def build_app(config: Optional[AppConfig] = None, cache: Optional[ModelCache] = 
                     dice = gr.Button("🎲 Random", scale=1, min_width=80, elem_id="dice")
                 export = gr.Radio(choices=[("none", ""), ("GLB mesh", "glb"), ("PLY points", "ply")], value="",
                                   label="3D export (RGBD)", elem_id="export")
+                known = control("known_depths", elem_id="known-depths", lines=2, max_lines=8,
+                                placeholder="optional, e.g.\n120, 340, 2.5\n600, 410, 4.0\n900, 200, 7.2")
         with gr.Row():
             slider = gr.ImageSlider(label="Before / after", type="filepath", max_height=480, elem_id="before-after")
             with gr.Column():
@@ -405,8 +434,9 @@ def build_app(config: Optional[AppConfig] = None, cache: Optional[ModelCache] = 
             depth_preview, [api_image, *settings], [preview, depth_file], api_name="depth_preview",
             concurrency_id="depth", concurrency_limit=config.concurrency_limit)
         dice.click(lambda: random.randrange(2**31), None, seed, api_name=False)
+        # known distances come last, so API clients written before them keep their argument positions
         stylize_settings = [method, base, prompt, negative_prompt, steps, guidance, strength, seed, export,
-                            gallery_state]
+                            gallery_state, known]
         stylize_outputs = [slider, result_image, files, viewer, gallery, gallery_state]
         event = run.click(
             editor_stylize, [photo, *settings, background_weight, *stylize_settings], stylize_outputs, api_name=False,
