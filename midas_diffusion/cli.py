@@ -18,6 +18,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterable, List, Optional, Sequence, Tuple
 
+from ._registry import DEFAULT_MODEL
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"}
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"}
 
@@ -99,7 +101,7 @@ def add_depth_parser(sub) -> None:
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.add_argument("--files-from", action="append", default=[], metavar="LIST",
                    help="text file naming one input per line (relative to the current folder); repeatable")
-    p.add_argument("--model", default="dpt_beit_large_512", help="zoo model name, checkpoint file or saved folder")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="zoo model name, checkpoint file or saved folder")
     p.add_argument("--checkpoint", default=None, help="weights file for --model (default: weights folder)")
     p.add_argument("--weights-dir", default=None, help="folder holding the official .pt files")
     p.add_argument("--format", type=_parse_formats, default=["png16"],
@@ -127,7 +129,7 @@ def add_depth_parser(sub) -> None:
     p.add_argument("--cut-threshold", type=float, default=0.2, help="scene-cut threshold (mean thumbnail change)")
     p.add_argument("--max-pixels", type=float, default=64e6, help="refuse larger images (default 64e6)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: skip them)")
-    p.add_argument("--export", type=_parse_exports, default=[],
+    p.add_argument("--export", type=parse_export_formats, default=[],
                    help="also write a 3D file per image: comma list of ply (points), glb (mesh)")
     p.add_argument("--fov", type=float, default=60.0, help="--export: field of view along the longer side, degrees")
     p.add_argument("--near", type=float, default=1.0, help="--export: distance of disparity 1")
@@ -142,11 +144,14 @@ def add_depth_parser(sub) -> None:
     p.set_defaults(func=run_depth)
 
 
-def _parse_exports(text: str) -> List[str]:
+def parse_export_formats(text: str) -> List[str]:
+    """``--export ply,glb``: the 3D formats of ``midas_diffusion.rgbd.EXPORT_FORMATS`` (both CLIs)."""
+    from .rgbd import EXPORT_FORMATS
+
     formats = [f.strip() for f in text.split(",") if f.strip()]
-    bad = [f for f in formats if f not in ("ply", "glb")]
+    bad = [f for f in formats if f not in EXPORT_FORMATS]
     if bad:
-        raise argparse.ArgumentTypeError(f"unknown export format(s) {bad}; choose from ply, glb")
+        raise argparse.ArgumentTypeError(f"unknown export format(s) {bad}; choose from {', '.join(EXPORT_FORMATS)}")
     return formats
 
 

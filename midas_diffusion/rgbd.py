@@ -174,3 +174,4 @@ def export_depth_png16(path: os.PathLike, disparity) -> Path:
 
 
 EXPORTERS = {"ply": export_ply, "glb": export_glb}
+EXPORT_FORMATS = tuple(EXPORTERS)  # the one list of 3D export formats (CLI, app, nodes)
