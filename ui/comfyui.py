@@ -98,11 +98,11 @@ class MidasLoadDepthModel:
         }
 
     @classmethod
-    def IS_CHANGED(cls, model, device="auto", dtype="float32", model_path="", weights_dir=""):
+    def IS_CHANGED(cls, model, device="auto", dtype="auto", model_path="", weights_dir=""):
         """ComfyUI runs the loader again when this changes: the weights file's size and mtime."""
         return repr(weights_fingerprint(model, model_path, weights_dir))
 
-    def load(self, model, device="auto", dtype="float32", model_path="", weights_dir=""):
+    def load(self, model, device="auto", dtype="auto", model_path="", weights_dir=""):
         source = model_path.strip() or model
         if model_path.strip() and not os.path.exists(os.path.expanduser(source)):
             raise ValueError(f"model_path {source!r} does not exist")
@@ -180,7 +180,7 @@ class MidasDepthStylize:
 
     def stylize(self, image, prompt, method="controlnet", base="", negative_prompt="", steps=30, guidance=7.5,
                 strength=0.8, seed=0, resolution=0, percentile_low=0.0, percentile_high=100.0, gamma=1.0,
-                invert=False, device="auto", dtype="float32", depth_model=None, subject_mask=None,
+                invert=False, device="auto", dtype="auto", depth_model=None, subject_mask=None,
                 background_weight=0.0, single_file_config="", control_model=""):
         from midas_diffusion.pipelines import load_pipeline, pipeline
 
@@ -200,7 +200,7 @@ class MidasDepthStylize:
         common = dict(method=method, base=_model_path(base, "checkpoints"),
                       single_file_config=single_file_config.strip() or None,
                       control_model=_model_path(control_model, "controlnet"),
-                      dtype=None if dtype_t == torch.float32 else dtype_t,
+                      dtype=runtime.pipeline_dtype(dtype_t, load_device),
                       device=host.offload_device(load_device), depth_model=depth_model, cache=_MODELS)
         # this node object holds its pipeline: ComfyUI keeps the node in its object cache and drops it
         # on /free (free_memory), which frees the pipeline; a loaded depth model keeps its own patcher
@@ -258,7 +258,7 @@ class MidasLDM3DTextToRGBD:
                                        "seed", "device", "dtype")}}
 
     def generate(self, prompt, base="Intel/ldm3d-4c", negative_prompt="", width=512, height=512, batch_size=1,
-                 steps=30, guidance=7.5, seed=0, device="auto", dtype="float32"):
+                 steps=30, guidance=7.5, seed=0, device="auto", dtype="auto"):
         from midas_diffusion.pipelines.api import load_rgbd_pipeline
 
         if not str(prompt).strip():
@@ -267,7 +267,7 @@ class MidasLDM3DTextToRGBD:
         load_device = runtime.resolve_device(device)
         steps = get_spec("steps").check(steps)
         self._pipeline = pipe = _held_pipeline(  # held like the stylize node's
-            lambda: load_rgbd_pipeline(base.strip() or None, dtype=None if dtype_t == torch.float32 else dtype_t,
+            lambda: load_rgbd_pipeline(base.strip() or None, dtype=runtime.pipeline_dtype(dtype_t, load_device),
                                        device=host.offload_device(load_device), cache=_MODELS), load_device)
         host.load_to_device([pipe])
         progress = host.Progress(steps)

@@ -102,8 +102,9 @@ PARAMS: Tuple[ParamSpec, ...] = (
     # runtime: where models run
     P("device", "Device", "choice", "auto", choices=("auto", "cpu", "cuda", "mps"), group="runtime",
       help="auto = the host's device (ComfyUI's, else CPU)"),
-    P("dtype", "Precision", "choice", "float32", choices=("float32", "float16", "bfloat16"), group="runtime",
-      help="float16/bfloat16 are for GPUs"),
+    P("dtype", "Precision", "choice", "auto", choices=("auto", "float32", "float16", "bfloat16"), group="runtime",
+      help="auto: depth in bfloat16 on CPUs with native bf16 units (models accurate in it), float16 on CUDA; "
+           "diffusion in float16 on CUDA, else float32"),
     # rgbd: LDM3D text-to-RGBD
     P("width", "Width", "int", 512, 64, 2048, 8, group="rgbd", help="output width (multiple of 8)"),
     P("height", "Height", "int", 512, 64, 2048, 8, group="rgbd", help="output height (multiple of 8)"),

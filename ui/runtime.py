@@ -32,20 +32,31 @@ def resolve_device(device: Union[str, torch.device, None] = "auto") -> torch.dev
     return torch.device(device)
 
 
-def resolve_dtype(dtype: Union[str, torch.dtype, None]) -> torch.dtype:
+def resolve_dtype(dtype: Union[str, torch.dtype, None]) -> Union[torch.dtype, str]:
+    """A dtype control's value for a depth model: a torch dtype, or ``"auto"`` kept as it is (the
+    model's own rule, ``midas_diffusion.precision``, applies once the model is known)."""
     if dtype is None:
         return torch.float32
-    if isinstance(dtype, torch.dtype):
+    if isinstance(dtype, torch.dtype) or dtype == "auto":
         return dtype
     if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        raise ValueError(f"dtype must be one of auto, {', '.join(DTYPES)}, got {dtype!r}")
     return DTYPES[dtype]
+
+
+def pipeline_dtype(dtype: Union[str, torch.dtype, None], device: Union[str, torch.device]) -> Optional[torch.dtype]:
+    """A dtype control's value for a diffusion pipeline: None (load in float32) or a half type;
+    ``"auto"`` is float16 on CUDA and float32 elsewhere (diffusion in bf16/fp16 on a CPU is slow)."""
+    resolved = resolve_dtype(dtype)
+    if resolved == "auto":
+        resolved = torch.float16 if torch.device(device).type == "cuda" else torch.float32
+    return None if resolved == torch.float32 else resolved
 
 
 def load_estimator(
     name_or_path: str,
     device: Union[str, torch.device, None] = "auto",
-    dtype: Union[str, torch.dtype, None] = "float32",
+    dtype: Union[str, torch.dtype, None] = "auto",
     weights_dir: Optional[Union[str, os.PathLike]] = None,
     cache: Optional[ModelCache] = None,
 ) -> DepthEstimator:
