@@ -45,15 +45,19 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+CLOCK = {"wall": time.perf_counter, "cpu": time.process_time}
+clock = time.perf_counter
+
+
 def median_ms(fn, iters: int, device: torch.device) -> float:
     fn()
     sync(device)
     times = []
     for _ in range(iters):
-        start = time.perf_counter()
+        start = clock()
         fn()
         sync(device)
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return 1000 * statistics.median(times)
 
 
@@ -127,7 +131,14 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=None, help="folder run batch (default 16 on CUDA, 4 on the CPU)")
     parser.add_argument("--folder-format", default="npy", help="what the folder run writes (npy, png16, ...)")
     parser.add_argument("--decode-threads", type=int, default=None, help="folder run decoding threads (default: the CLI's)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (torch.set_num_threads)")
+    parser.add_argument("--clock", choices=sorted(CLOCK), default="wall",
+                        help="cpu: process CPU time, robust on a shared machine (meaningful with --threads 1)")
     args = parser.parse_args(argv)
+    global clock
+    clock = CLOCK[args.clock]
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     cuda = device.type == "cuda"
     dtype = args.dtype or ("float16" if cuda else "float32")
@@ -137,6 +148,7 @@ def main(argv=None) -> int:
     photo = synthetic_photo(height, width, seed=0)
     where = torch.cuda.get_device_name(device) if cuda else f"CPU, {torch.get_num_threads()} threads"
     print(f"# depth_e2e: {where}, {dtype}, torch {torch.__version__}, {width}x{height} photo, batch 1, median of {args.iters}"
+          f" ({args.clock} clock)"
           f"{', REDUCED models' if args.quick else ''}")
     kinds = ["PIL", "numpy", "cpu tensor"] + (["cuda tensor", "cuda>same"] if cuda else [])
     head = f"| model | net in | net ms | " + " | ".join(f"{k} ms" for k in kinds) + " | share PIL | x net PIL | " + \
