@@ -106,19 +106,20 @@ def protocol_for(dataset: str, *, metric: Optional[str] = None, depth_cap: Optio
 
 
 # ---------------------------------------------------------------------------------------- arrays
-def _leading_squeeze(arr: np.ndarray) -> np.ndarray:
+def squeeze_leading(arr: np.ndarray) -> np.ndarray:
     """Drop leading size-1 axes ((1,1,H,W) -> (H,W)) but keep a 1-pixel-high map 2-D."""
     while arr.ndim > 2 and arr.shape[0] == 1:
         arr = arr[0]
     return arr
 
 
-def _array(value, name: str) -> np.ndarray:
+def as_map(value, name: str) -> np.ndarray:
+    """A tensor or array as a float64 (H,W) map; a ``ValueError`` naming ``name`` otherwise."""
     if value is None:
         raise ValueError(f"{name} is required")
     if hasattr(value, "detach"):
         value = value.detach().cpu().float().numpy()
-    arr = _leading_squeeze(np.asarray(value, dtype=np.float64))
+    arr = squeeze_leading(np.asarray(value, dtype=np.float64))
     if arr.ndim != 2:
         raise ValueError(f"{name} must be a 2-D map (H,W) (or (1,1,H,W)), got shape {np.shape(value)}")
     return arr
@@ -129,7 +130,7 @@ def _mask(mask, shape: Tuple[int, int], name: str = "mask") -> np.ndarray:
         return np.ones(shape, dtype=bool)
     if hasattr(mask, "detach"):
         mask = mask.detach().cpu().numpy()
-    mask = _leading_squeeze(np.asarray(mask))
+    mask = squeeze_leading(np.asarray(mask))
     if mask.shape != shape:
         raise ValueError(f"{name} is {mask.shape} but the maps are {shape}")
     return mask.astype(bool)
@@ -155,7 +156,7 @@ def align_scale_shift(pred, target, mask=None) -> Alignment:
 
     Raises ``ValueError`` for an empty mask (fewer than 2 pixels), NaN/inf inside the mask or a
     prediction that is constant over the mask (scale undetermined)."""
-    pred, target = _array(pred, "pred"), _array(target, "target")
+    pred, target = as_map(pred, "pred"), as_map(target, "target")
     _same_shape(pred, target, ("pred", "target"))
     mask = _mask(mask, pred.shape)
     n = int(mask.sum())
@@ -179,13 +180,13 @@ def disparity_to_capped_depth(aligned_disparity, depth_cap: float) -> np.ndarray
     """``1 / max(aligned_disparity, 1/depth_cap)``: metric depth, never beyond ``depth_cap``."""
     if not depth_cap > 0:
         raise ValueError(f"depth_cap must be positive, got {depth_cap}")
-    disparity = _array(aligned_disparity, "aligned_disparity")
+    disparity = as_map(aligned_disparity, "aligned_disparity")
     return 1.0 / np.maximum(disparity, 1.0 / depth_cap)
 
 
 # --------------------------------------------------------------------------------------- metrics
 def _depth_pair(pred_depth, gt_depth, mask) -> Tuple[np.ndarray, np.ndarray]:
-    pred, gt = _array(pred_depth, "pred_depth"), _array(gt_depth, "gt_depth")
+    pred, gt = as_map(pred_depth, "pred_depth"), as_map(gt_depth, "gt_depth")
     _same_shape(pred, gt, ("pred_depth", "gt_depth"))
     if mask is None:
         mask = np.isfinite(gt) & (gt > 0)
@@ -247,7 +248,7 @@ def as_pairs(pairs) -> np.ndarray:
 
 def whdr(pred_disparity, pairs, weights: Optional[Sequence[float]] = None) -> float:
     """Weighted human disagreement rate of a disparity map on ordinal point pairs (see ``as_pairs``)."""
-    disparity = _array(pred_disparity, "pred_disparity")
+    disparity = as_map(pred_disparity, "pred_disparity")
     pairs = as_pairs(pairs)
     h, w = disparity.shape
     ys, xs = pairs[:, [0, 2]], pairs[:, [1, 3]]
@@ -268,7 +269,7 @@ def whdr(pred_disparity, pairs, weights: Optional[Sequence[float]] = None) -> fl
 # ---------------------------------------------------------------------------------------- sample
 def valid_depth_mask(gt_depth, protocol: Protocol, mask=None) -> np.ndarray:
     """Pixels whose ground truth is finite and within the protocol's ``(min_depth, max_depth]``."""
-    gt = _array(gt_depth, "gt_depth")
+    gt = as_map(gt_depth, "gt_depth")
     valid = np.isfinite(gt) & (gt > protocol.min_depth)
     if protocol.max_depth is not None:
         valid &= gt <= protocol.max_depth
@@ -291,7 +292,7 @@ def evaluate_sample(pred_disparity, gt_depth=None, mask=None, protocol: Protocol
             raise ValueError(f"protocol {protocol.name!r} scores ordinal pairs: pass pairs=")
         value = whdr(pred_disparity, pairs)
         return {"metric": "whdr", "value": value, "whdr": value, "pairs": int(len(as_pairs(pairs)))}
-    pred, gt = _array(pred_disparity, "pred_disparity"), _array(gt_depth, "gt_depth")
+    pred, gt = as_map(pred_disparity, "pred_disparity"), as_map(gt_depth, "gt_depth")
     _same_shape(pred, gt, ("pred_disparity", "gt_depth"))
     valid = valid_depth_mask(gt, protocol, mask)
     if valid.sum() < 2:

@@ -31,6 +31,8 @@ from typing import Optional, Tuple, Union
 
 import numpy as np
 
+from .evaluation import as_map, squeeze_leading
+
 __all__ = ["MetricDepth", "PoorFitWarning", "fit_inverse_depth", "metric_depth", "sparse_from_points"]
 
 
@@ -55,24 +57,6 @@ class MetricDepth:
     @property
     def points(self) -> int:
         return int(self.inliers.size)
-
-
-def _leading_squeeze(arr: np.ndarray) -> np.ndarray:
-    """Drop leading size-1 axes ((1,1,H,W) -> (H,W)) but keep a 1-pixel-high map 2-D."""
-    while arr.ndim > 2 and arr.shape[0] == 1:
-        arr = arr[0]
-    return arr
-
-
-def _map(value, name: str) -> np.ndarray:
-    if value is None:
-        raise ValueError(f"{name} is required")
-    if hasattr(value, "detach"):
-        value = value.detach().cpu().float().numpy()
-    arr = _leading_squeeze(np.asarray(value, dtype=np.float64))
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D map (H,W) (or (1,1,H,W)), got shape {np.shape(value)}")
-    return arr
 
 
 def sparse_from_points(points, height: int, width: int) -> np.ndarray:
@@ -195,8 +179,8 @@ def metric_depth(disparity, sparse_depth, sparse_mask=None, *, robust: Union[boo
     or the pixels of ``sparse_mask``). See the module docstring for the fit.
 
     ``max_depth`` caps the farthest pixels (default: 10x the largest known depth)."""
-    disparity = _map(disparity, "disparity")
-    sparse = _map(sparse_depth, "sparse_depth")
+    disparity = as_map(disparity, "disparity")
+    sparse = as_map(sparse_depth, "sparse_depth")
     if sparse.shape != disparity.shape:
         raise ValueError(f"sparse_depth is {sparse.shape[1]}x{sparse.shape[0]} but disparity is "
                          f"{disparity.shape[1]}x{disparity.shape[0]}")
@@ -205,7 +189,7 @@ def metric_depth(disparity, sparse_depth, sparse_mask=None, *, robust: Union[boo
     else:
         if hasattr(sparse_mask, "detach"):
             sparse_mask = sparse_mask.detach().cpu().numpy()
-        mask = _leading_squeeze(np.asarray(sparse_mask)).astype(bool)
+        mask = squeeze_leading(np.asarray(sparse_mask)).astype(bool)
         if mask.shape != sparse.shape:
             raise ValueError(f"sparse_mask is {mask.shape} but sparse_depth is {sparse.shape}")
     if min_points < 2:
