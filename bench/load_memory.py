@@ -1,6 +1,6 @@
 """Peak memory of loading a zoo model, as a multiple of one copy of its weights.
 
-    python bench/load_memory.py [--model dpt_beit_large_384] [--formats pt,safetensors] [--paths lean,copy]
+    python bench/load_memory.py [--model dpt_beit_large_384] [--formats pt,safetensors] [--paths lean,component,copy]
 
 Writes a random-weights checkpoint of the model to a temporary folder (``.pt`` and
 ``.safetensors``), then loads it in a fresh Python process per measurement and reports that
@@ -10,7 +10,8 @@ copy of the weights). The RSS before loading is the process after ``import midas
 
 Paths: ``lean`` is ``midas_diffusion.factory.load_model`` (``create_model(name, checkpoint)`` and
 ``DepthEstimator.from_pretrained`` use it): built on the meta device, tensors read into memory the
-model then owns. ``copy`` is what loading did before: a randomly initialized model that the
+model then owns. ``component`` is ``MidasDepthEstimator.from_zoo`` (the diffusers component of the
+pipelines, which wraps the loaded estimator without a second network). ``copy`` is what loading did before: a randomly initialized model that the
 checkpoint is copied into (two copies at the peak).
 """
 
@@ -55,9 +56,13 @@ def _load(name: str, path: Path, how: str) -> None:
     from midas_diffusion.checkpoints import load_into
     from midas_diffusion.factory import create_model, load_model
 
+    if how == "component":  # diffusers is part of the baseline here (a pipeline process imports it anyway)
+        from midas_diffusion.pipelines.components import MidasDepthEstimator
     before = _peak_rss_bytes()
     if how == "lean":
         model = load_model(name, path)
+    elif how == "component":  # the pipelines' depth component: wraps the loaded estimator, no copy
+        model = MidasDepthEstimator.from_zoo(name, checkpoint=path).net
     else:
         model = load_into(create_model(name), path, model_name=name)
     assert not any(p.is_meta for p in model.parameters())
@@ -76,7 +81,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="dpt_beit_large_384")
     parser.add_argument("--formats", default="pt,safetensors")
-    parser.add_argument("--paths", default="lean,copy")
+    parser.add_argument("--paths", default="lean,component,copy")
     parser.add_argument("--_write", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--_load", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -207,9 +207,10 @@ def load_depth_model(
     **kwargs: Any,
 ):
     """A ``DepthEstimator`` for a zoo name, checkpoint file or saved folder, from ``cache`` (default:
-    the process-wide one; ``None`` is not allowed here, use ``DepthEstimator.from_pretrained`` for an
-    uncached model). It is moved to ``device``/``dtype`` when given; a cached model that someone
-    moved elsewhere is moved back, so the key and the model agree on where it is."""
+    the process-wide one; use ``DepthEstimator.from_pretrained`` for an uncached model). It is on
+    ``device`` (default: the CPU) in ``dtype`` (default ``"auto"``: the model's own rule there); a
+    cached model that someone moved elsewhere is moved back, so the key and the model agree on where
+    it is."""
     import os
 
     import torch
@@ -225,8 +226,10 @@ def load_depth_model(
            str(dtype), weights, tuple(sorted(kwargs.items())))
 
     def load():
-        est = DepthEstimator.from_pretrained(str(name_or_path), weights_dir=weights_dir or None, **kwargs)
-        return est.to(device_t, _as_dtype(dtype, est)) if (device_t is not None or dtype is not None) else est
+        # loaded in float32 and cast once on its device ("auto" resolves there, for this model)
+        est = DepthEstimator.from_pretrained(str(name_or_path), weights_dir=weights_dir or None,
+                                             dtype=torch.float32, **kwargs)
+        return est.to(device_t, _as_dtype("auto" if dtype is None else dtype, est, device_t))
 
     est = cache.get("depth", key, load)
     if device_t is not None and torch.device(est.device) != device_t:
@@ -251,19 +254,9 @@ def _local_weights_key(name: str, weights_dir: Any) -> tuple:
         return ()
 
 
-def _as_dtype(dtype: Any, est: Any):
-    """``dtype`` as a torch dtype (``"auto"`` through ``midas_diffusion.precision`` when present)."""
-    import torch
+def _as_dtype(dtype: Any, est: Any, device: Any = None):
+    """``dtype`` as a torch dtype; ``"auto"`` is the model's own rule on ``device``
+    (``midas_diffusion.precision``)."""
+    from .precision import resolve_dtype
 
-    if dtype is None or isinstance(dtype, torch.dtype):
-        return dtype
-    try:
-        from .precision import resolve_dtype
-    except ImportError:  # precision is optional here
-        resolve_dtype = None
-    if resolve_dtype is not None:
-        return resolve_dtype(dtype, est.device, est.model_name)
-    names = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-    if dtype not in names:
-        raise ValueError(f"dtype must be one of {', '.join(names)}, got {dtype!r}")
-    return names[dtype]
+    return resolve_dtype(dtype, device if device is not None else est.device, est.model_name)

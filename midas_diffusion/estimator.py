@@ -107,6 +107,7 @@ class DepthEstimator:
         max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
         reduced: bool = False,
         progress: bool = True,
+        dtype: Union[str, torch.dtype, None] = "auto",
     ) -> "DepthEstimator":
         """Build from a zoo name (or alias, or transformers hub id), a checkpoint file, or a folder.
 
@@ -118,10 +119,13 @@ class DepthEstimator:
 
         ``resolution`` sets the processing size (MiDaS ``--height``), ``square=True`` disables
         keep-aspect (MiDaS ``--square``); ``reduced=True`` builds a tiny random model (tests).
+        ``dtype``: ``"auto"`` (default: bfloat16 on a CPU with native bf16 units for the models that are
+        accurate in it, else float32; see ``midas_diffusion.precision``), a name or a torch dtype.
+        The model is on the CPU; move it with ``.to(device, dtype)``.
         """
         path = Path(name_or_path) if not isinstance(name_or_path, str) or os.path.exists(name_or_path) else None
         if path is not None and path.is_dir():
-            return cls._from_folder(path, max_pixels=max_pixels)
+            return cls._from_folder(path, max_pixels=max_pixels).to(dtype=dtype)
         from .checkpoints import read_key_shapes
         from .factory import create_model, load_model
 
@@ -143,7 +147,7 @@ class DepthEstimator:
         pre = with_resolution(spec.preprocess, resolution, square)
         est = cls(net, spec, pre, max_pixels=max_pixels)
         est.reduced = reduced
-        return est
+        return est.to(dtype=dtype)
 
     @classmethod
     def _from_folder(cls, folder: Path, max_pixels: Optional[int]) -> "DepthEstimator":

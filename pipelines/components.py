@@ -24,7 +24,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 
 from midas_diffusion import DEFAULT_MODEL, DepthEstimator, get_model_spec
-from midas_diffusion.images import DEFAULT_MAX_PIXELS, to_rgb_tensors
+from midas_diffusion.images import DEFAULT_MAX_PIXELS, to_compact_tensors
 
 WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 
@@ -43,7 +43,7 @@ class DepthSettings:
 
 
 def image_fingerprint(rgb: torch.Tensor) -> str:
-    """Content hash of a (3,H,W) image (its exact bytes, dtype and shape)."""
+    """Content hash of a (C,H,W) image (its exact bytes, dtype and shape)."""
     data = rgb.detach().to("cpu").contiguous()
     raw = data.view(torch.uint8).numpy() if data.dtype != torch.bfloat16 else data.float().numpy()
     person = f"{tuple(data.shape)}{data.dtype}".encode()[:16]
@@ -94,8 +94,8 @@ class MidasDepthEstimator(ModelMixin, ConfigMixin):
                  reduced: bool = False, cache_size: int = 16) -> "MidasDepthEstimator":
         """Load the zoo model ``model_name`` (see ``DepthEstimator.from_pretrained``) and wrap it."""
         est = DepthEstimator.from_pretrained(model_name, checkpoint, weights_dir=weights_dir,
-                                             allow_download=allow_download, reduced=reduced)
-        return cls.from_estimator(est.to(torch.float32), cache_size=cache_size)
+                                             allow_download=allow_download, reduced=reduced, dtype=torch.float32)
+        return cls.from_estimator(est, cache_size=cache_size)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, subfolder: Optional[str] = None, **kwargs
@@ -120,11 +120,11 @@ class MidasDepthEstimator(ModelMixin, ConfigMixin):
         from midas_diffusion.checkpoints import read_state_dict
 
         state = {k[len("net."):]: v for k, v in read_state_dict(weights).items() if k.startswith("net.")}
+        dtype = kwargs.get("dtype", kwargs.get("torch_dtype")) or torch.float32
         est = DepthEstimator.from_pretrained(
             config["model_name"], state, reduced=bool(config.get("reduced", False)),
-            max_pixels=config.get("max_pixels", DEFAULT_MAX_PIXELS))
-        dtype = kwargs.get("dtype", kwargs.get("torch_dtype")) or torch.float32
-        return cls.from_estimator(est.to(dtype=dtype), cache_size=int(config.get("cache_size", 16)))
+            max_pixels=config.get("max_pixels", DEFAULT_MAX_PIXELS), dtype=dtype)
+        return cls.from_estimator(est, cache_size=int(config.get("cache_size", 16)))
 
     # ------------------------------------------------------------------ use
     @property
@@ -141,8 +141,10 @@ class MidasDepthEstimator(ModelMixin, ConfigMixin):
 
     @torch.no_grad()
     def estimate(self, images: Any, settings: DepthSettings = DepthSettings()) -> List[torch.Tensor]:
-        """Disparity of each image: a list of (1,1,H,W) float32 CPU tensors in [0,1], near = 1."""
-        rgb = to_rgb_tensors(images, self.config.max_pixels)
+        """Disparity of each image: a list of (1,1,H,W) float32 tensors in [0,1], near = 1, on the
+        estimator's device (the pipeline conditions there: nothing goes back to the CPU and over again).
+        Images are read in their compact form (uint8 stays uint8) and hashed in it."""
+        rgb = to_compact_tensors(images, self.config.max_pixels)
         out: List[Optional[torch.Tensor]] = [None] * len(rgb)
         todo = []
         for i, img in enumerate(rgb):
@@ -159,7 +161,7 @@ class MidasDepthEstimator(ModelMixin, ConfigMixin):
                 by_size.setdefault(tuple(rgb[i].shape), []).append((i, key))
             for group in by_size.values():  # one batched call per image size
                 result = runner([rgb[i] for i, _ in group], percentile=settings.percentile, gamma=settings.gamma,
-                                invert=settings.invert)
+                                invert=settings.invert, output_device="same")
                 for (i, key), disparity in zip(group, result.per_image("disparity")):
                     out[i] = self._cache[key] = disparity.unsqueeze(0)
                     while len(self._cache) > self.config.cache_size:

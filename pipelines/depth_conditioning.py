@@ -211,9 +211,11 @@ def midas_output(pipe: Any, images: Any, prepared: PreparedDepth, settings: Dept
     ``(images, disparity)`` with ``return_dict=False``)."""
     images = restore_size(images, prepared.size, output_type)
     output_disparity = rgbd_disparity(pipe.depth_estimator, images, prepared, rgbd, output_type, settings)
+    disparity = prepared.disparity.float().cpu()  # results are CPU tensors, wherever the depth ran
+    output_disparity = None if output_disparity is None else output_disparity.float().cpu()
     if not return_dict:
-        return images, prepared.disparity
+        return images, disparity
     run_settings = dict(record, depth_model=getattr(pipe.depth_estimator, "model_name", None), **settings.__dict__,
                         scheduler=type(pipe.scheduler).__name__)
-    return MidasPipelineOutput(images=images, disparity=prepared.disparity, settings=run_settings,
+    return MidasPipelineOutput(images=images, disparity=disparity, settings=run_settings,
                                output_disparity=output_disparity)
