@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ._registry import get_model_spec, list_models, resolve_name
-from .checkpoints import CheckpointLike, identify_checkpoint, load_into, read_state_dict
+from .checkpoints import CheckpointLike, identify_checkpoint
 from .config import ModelSpec, PreprocessConfig
 from .images import DEFAULT_MAX_PIXELS, VALUE_SCALE, ImageLike, dense_view, to_compact_tensors, to_device
 from .outputs import DepthOutput

@@ -22,7 +22,7 @@ from midas_diffusion import DEFAULT_MODEL as DEFAULT_DEPTH_MODEL
 
 from .components import MidasDepthEstimator
 from .depth_conditioning import MidasPipelineOutput
-from .methods import DEFAULT_METHOD, METHODS, MethodSpec, get_method
+from .methods import DEFAULT_METHOD, METHODS, MethodSpec, get_method  # noqa: F401  (METHODS re-exported)
 
 
 CacheArg = Union[ModelCache, bool, None]

@@ -5,7 +5,6 @@ Registered with ``midas_diffusion``'s CLI through the ``midas_diffusion.cli`` en
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path

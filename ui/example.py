@@ -45,7 +45,7 @@ def _plane_hit(rays: np.ndarray, axis: int, value: float) -> np.ndarray:
     return np.where(t > 0, t, np.inf)
 
 
-def example_scene(width: int = 640, height: int = 448) -> "Image.Image":
+def example_scene(width: int = 640, height: int = 448) -> "PIL.Image.Image":  # noqa: F821
     """The example room as an RGB ``PIL.Image`` of ``width`` x ``height`` (deterministic)."""
     from PIL import Image
 
