@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -227,7 +228,14 @@ class ComfyServer:
                         event["type"] == "executing" and data.get("node") is None and data.get("prompt_id"))
                     if ended:
                         break
-        _, history = self.http(f"/history/{prompt_id}")
+        # the worker records the prompt in /history after its last websocket message: wait for that
+        # record (an event the server produces, bounded by PROMPT_S), not for a fixed time
+        deadline = time.monotonic() + PROMPT_S
+        while True:
+            _, history = await asyncio.to_thread(self.http, f"/history/{prompt_id}")
+            if prompt_id in history or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)
         run.history = history.get(prompt_id, {})
         return run
 
