@@ -31,3 +31,29 @@ def test_each_model_has_preprocessing_and_weight_sources(name):
     assert spec.official_weights.url.startswith("https://github.com/isl-org/MiDaS/releases/download/")
     assert spec.official_weights.filename == f"{name}.pt"
     assert spec.preprocess.fixed_size == any(k in name for k in ("swin", "levit"))
+
+
+def test_swinv2_attention_with_cached_bias_equals_timms():
+    """Our SwinV2 attention (bias cached, fused attention) is timm's function: same output as timm's
+    own forward through the same weights, with and without the shift mask; the bias is reused."""
+    import torch
+
+    from midas_diffusion import create_model
+    from midas_diffusion.backbones.swin import CachedBiasWindowAttention
+    from reference import recipe_init_
+
+    model = create_model("dpt_swin2_tiny_256", reduced=True)
+    recipe_init_(model)
+    attns = [m for m in model.modules() if isinstance(m, CachedBiasWindowAttention)]
+    assert attns and all(type(m.attn) is CachedBiasWindowAttention for m in model.modules() if hasattr(m, "attn"))
+    x = torch.rand(1, 3, 256, 256, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.inference_mode():
+        fast = model(x)
+        for attn in attns:
+            attn.training = True  # timm's own forward (dropout is 0)
+        reference = model(x)
+        for attn in attns:
+            attn.training = False
+        assert attns[0]._bias_cache[1] is attns[0].position_bias()  # reused, not recomputed
+    assert float(reference.max() - reference.min()) > 0
+    torch.testing.assert_close(fast, reference, rtol=1e-5, atol=1e-5 * float(reference.abs().max()))

@@ -9,10 +9,13 @@ filter for each family moves ``layers.N.downsample`` to ``layers.N+1`` and drops
 from __future__ import annotations
 
 import importlib
+import math
 from dataclasses import dataclass, replace
 from typing import Any, Dict, Optional, Tuple
 
 import torch
+import torch.nn.functional as F
+from timm.models.swin_transformer_v2 import WindowAttention as WindowAttentionV2
 from torch import nn
 
 from ..state_dicts import add_prefix, strip_prefix
@@ -46,12 +49,76 @@ class SwinEncoderConfig:
         return replace(self, timm_overrides=overrides, out_channels=(16, 32, 64, 128))
 
 
+class CachedBiasWindowAttention(WindowAttentionV2):
+    """timm's SwinV2 window attention (same parameters, buffers and state-dict names), computed with
+    two changes that leave the function unchanged:
+
+    * the continuous position bias ``16 * sigmoid(cpb_mlp(table))[index]`` depends on the weights
+      only: in inference it is computed once per device, dtype and weights version and reused
+      (timm recomputes it, and gathers before the sigmoid, in every call);
+    * cosine attention runs through ``F.scaled_dot_product_attention`` with the logit scale folded
+      into the normalized queries and bias + shift mask as its additive mask (fused softmax, no
+      separate scale/bias passes over the attention matrix).
+    """
+
+    @classmethod
+    def adopt(cls, attn: WindowAttentionV2) -> "CachedBiasWindowAttention":
+        """The same module as ``attn`` (its parameters and buffers, not copies) in this class."""
+        new = cls(attn.dim, attn.window_size, attn.num_heads, qkv_bias=attn.q_bias is not None,
+                  qkv_bias_separate=attn.qkv_bias_separate, pretrained_window_size=attn.pretrained_window_size,
+                  device=attn.logit_scale.device, dtype=attn.logit_scale.dtype)
+        new.load_state_dict(attn.state_dict(), assign=True)
+        for name, buffer in attn.named_buffers(recurse=False):  # computed buffers are not in the state dict
+            setattr(new, name, buffer)
+        new.train(attn.training)
+        return new
+
+    def position_bias(self) -> torch.Tensor:
+        """(heads, N, N) additive bias; cached while nothing records gradients."""
+        parameters = [p for p in self.cpb_mlp.parameters()]
+        key = (self.relative_coords_table.device, self.relative_coords_table.dtype,
+               self.relative_coords_table.data_ptr(), *((p.data_ptr(), p._version, p.dtype) for p in parameters))
+        cached = getattr(self, "_bias_cache", None)
+        if cached is not None and cached[0] == key and not torch.is_grad_enabled():
+            return cached[1]
+        table = 16 * torch.sigmoid(self.cpb_mlp(self.relative_coords_table).view(-1, self.num_heads))
+        n = self.window_size[0] * self.window_size[1]
+        bias = table[self.relative_position_index.view(-1)].view(n, n, -1).permute(2, 0, 1).contiguous()
+        if not torch.is_grad_enabled():
+            self._bias_cache = (key, bias)
+        return bias
+
+    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if self.training or self.qkv_bias_separate:  # what timm does, unchanged
+            return super().forward(x, mask)
+        batch, n, channels = x.shape
+        bias = None if self.q_bias is None else torch.cat((self.q_bias, self.k_bias, self.v_bias))
+        qkv = F.linear(x, self.qkv.weight, bias).reshape(batch, n, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        logit_scale = torch.clamp(self.logit_scale, max=math.log(1.0 / 0.01)).exp()
+        q = F.normalize(q, dim=-1) * logit_scale
+        k = F.normalize(k, dim=-1)
+        attn_bias = self.position_bias().to(q.dtype)
+        if mask is None:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias.unsqueeze(0), scale=1.0)
+        else:  # windows of every image share the shift mask: (images, windows, heads, N, N)
+            windows = mask.shape[0]
+            shape = (batch // windows, windows, self.num_heads, n, -1)
+            attn_mask = attn_bias[None, None] + mask.to(q.dtype)[None, :, None]
+            out = F.scaled_dot_product_attention(q.view(shape), k.view(shape), v.view(shape), attn_mask=attn_mask,
+                                                 scale=1.0).view(batch, self.num_heads, n, -1)
+        return self.proj(out.transpose(1, 2).reshape(batch, n, channels))
+
+
 class SwinEncoder(nn.Module):
     def __init__(self, config: SwinEncoderConfig):
         super().__init__()
         self.config = config
         self.model = create_timm_model(config.timm_name, config.timm_overrides, num_classes=0)
         self.model.head = nn.Identity()  # classifier weights are not part of the depth model
+        for module in list(self.model.modules()):  # SwinV2 blocks: the attention with a cached bias
+            if isinstance(getattr(module, "attn", None), WindowAttentionV2):
+                module.attn = CachedBiasWindowAttention.adopt(module.attn)
 
     def forward(self, x: torch.Tensor) -> FeatureList:
         expected = tuple(self.model.patch_embed.img_size)
