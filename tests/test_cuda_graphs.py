@@ -31,7 +31,7 @@ def test_arguments_are_checked():
         GraphedForward(_net(), max_graphs=0)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (bench/check_gpu_depth.py runs it there)")
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run this file on a GPU machine)")
 def test_replay_equals_the_forward_per_shape_on_cuda():
     net = _net().cuda()
     graphed = GraphedForward(net, warmup=1, max_graphs=2)
