@@ -17,3 +17,23 @@ def _isolated_weights_dir(tmp_path, monkeypatch):
     """No test may see (or fill) a real weights folder."""
     monkeypatch.setenv("MIDAS_DIFFUSION_WEIGHTS", str(tmp_path / "weights"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="module")
+def tiny_estimators():
+    """``get(name)``: a reduced zoo model with the reference recipe's weights, in float32, built once per
+    test module."""
+    import midas_diffusion as md
+    from reference import recipe_init_
+
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            torch.manual_seed(0)
+            est = md.DepthEstimator.from_pretrained(name, reduced=True, dtype=torch.float32)
+            recipe_init_(est.model)
+            cache[name] = est
+        return cache[name]
+
+    return get

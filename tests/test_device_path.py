@@ -19,7 +19,6 @@ from PIL import Image
 import midas_diffusion as md
 from midas_diffusion.transforms import network_input_size
 
-from reference import recipe_init_
 
 TOLERANCE = 1e-5  # of the raw map's range
 
@@ -122,18 +121,8 @@ INPUTS = list(_inputs())
 
 
 @pytest.fixture(scope="module")
-def tiny():
-    cache = {}
-
-    def get(name):
-        if name not in cache:
-            torch.manual_seed(0)
-            est = md.DepthEstimator.from_pretrained(name, reduced=True)
-            recipe_init_(est.model)
-            cache[name] = est.to(dtype=torch.float32)
-        return cache[name]
-
-    return get
+def tiny(tiny_estimators):
+    return tiny_estimators
 
 
 def _assert_close(got, expected, what):

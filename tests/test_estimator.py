@@ -5,22 +5,11 @@ from PIL import Image, ImageOps
 
 import midas_diffusion as md
 
-from reference import recipe_init_
 
 
 @pytest.fixture(scope="module")
-def estimators():
-    cache = {}
-
-    def get(name):
-        if name not in cache:
-            torch.manual_seed(0)
-            est = md.DepthEstimator.from_pretrained(name, reduced=True)
-            recipe_init_(est.model)
-            cache[name] = est
-        return cache[name]
-
-    return get
+def estimators(tiny_estimators):
+    return tiny_estimators
 
 
 def _photo(h=48, w=80, seed=0):
