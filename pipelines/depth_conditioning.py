@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from diffusers.utils import BaseOutput
 
-from midas_diffusion.images import to_rgb_tensors
+from midas_diffusion.images import to_compact_tensors, to_float_rgb
 
 from .components import DepthSettings
 from .conditioning import apply_background, check_background, check_disparity
@@ -101,8 +101,10 @@ def prepare_depth(
     if image is None and depth_map is None:
         raise ValueError("image is required (or pass depth_map for the conditioning)")
     max_pixels = getattr(depth_estimator.config, "max_pixels", None) if depth_estimator is not None else None
-    rgb = to_rgb_tensors(image, max_pixels) if image is not None else None
-    if rgb is not None and len({tuple(t.shape) for t in rgb}) > 1:
+    # decoded once, kept compact (uint8 stays uint8): the estimator converts on its own device, and
+    # only depth2img needs the photo as float
+    rgb = to_compact_tensors(image, max_pixels) if image is not None else None
+    if rgb is not None and len({tuple(t.shape[-2:]) for t in rgb}) > 1:
         raise ValueError("all images of one call must have the same size")
     if depth_map is not None:
         size = tuple(rgb[0].shape[-2:]) if rgb is not None else None
@@ -124,7 +126,7 @@ def prepare_depth(
         work_disparity = F.interpolate(disparity, size=work, mode="bilinear", align_corners=False)
     parent_image = None
     if keep_image and rgb is not None:
-        batch = torch.stack(rgb)
+        batch = torch.stack([to_float_rgb(t) for t in rgb])
         if work != tuple(batch.shape[-2:]):
             batch = F.interpolate(batch, size=work, mode="bicubic", align_corners=False).clamp(0, 1)
         parent_image = _as_parent_image(image, batch, unchanged=work == (height, width))
