@@ -222,8 +222,8 @@ def load_depth_model(
     cache = default_cache() if cache is None else cache
     device_t = torch.device(device) if device is not None else None
     weights = str(weights_dir) if weights_dir else os.environ.get("MIDAS_DIFFUSION_WEIGHTS", "")
-    key = (*source_key(str(name_or_path)), *_local_weights_key(str(name_or_path), weights or None), str(device_t),
-           str(dtype), weights, tuple(sorted(kwargs.items())))
+    key = (*weights_key(str(name_or_path), weights or None), str(device_t), str(dtype), weights,
+           tuple(sorted(kwargs.items())))
 
     def load():
         # loaded in float32 and cast once on its device ("auto" resolves there, for this model)
@@ -237,21 +237,22 @@ def load_depth_model(
     return est
 
 
-def _local_weights_key(name: str, weights_dir: Any) -> tuple:
-    """For a zoo name, the key of the weights file it would load from disk now (so a ``NAME.pt``
-    replaced in the weights folder loads again); empty when it is not a zoo name or not on disk."""
+def weights_key(name_or_path: str, weights_dir: Any = None) -> tuple:
+    """What identifies the weights a depth model loads: a file or folder by ``source_key`` (path,
+    size, mtime); a zoo name by the weights file it would load from disk now, so a ``NAME.pt``
+    replaced in the weights folder counts as new weights (the name and folder when none is there yet)."""
     import os
 
     from ._registry import get_model_spec
-    from .weights import WeightsNotFoundError, resolve_weights
+    from .weights import resolve_weights
 
-    if os.path.exists(name):
-        return ()
+    if os.path.exists(name_or_path):
+        return source_key(name_or_path)
     try:
-        spec = get_model_spec(name)
-        return source_key(str(resolve_weights(spec, weights_dir, allow_download=False, progress=False)))
-    except (KeyError, ValueError, TypeError, WeightsNotFoundError):
-        return ()
+        found = resolve_weights(get_model_spec(name_or_path), weights_dir, allow_download=False, progress=False)
+    except (KeyError, ValueError, TypeError, OSError):  # unknown name or no file: loading says so
+        return (name_or_path, str(weights_dir))
+    return (name_or_path, *source_key(str(found)))
 
 
 def _as_dtype(dtype: Any, est: Any, device: Any = None):

@@ -21,7 +21,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
-from midas_diffusion.cache import ModelCache, source_key
+from midas_diffusion.cache import ModelCache, weights_key
 
 from . import comfyui_host as host
 from . import runtime
@@ -60,20 +60,13 @@ def _check_frames(image) -> None:
 
 
 def weights_fingerprint(model: str, model_path: str = "", weights_dir: str = "") -> tuple:
-    """What identifies the weights the loader reads: the checkpoint file (or saved folder) with its
-    size and modification time, so a file rewritten at the same path counts as new weights."""
+    """What identifies the weights the loader reads (``midas_diffusion.cache.weights_key``): the
+    checkpoint file or saved folder, or the zoo model's weights file, with size and modification time,
+    so a file rewritten at the same path counts as new weights."""
     path = (model_path or "").strip()
     if path:
-        return source_key(os.path.expanduser(path))
-    from midas_diffusion import get_model_spec
-    from midas_diffusion.weights import resolve_weights
-
-    folder = os.path.expanduser((weights_dir or "").strip()) or None
-    try:
-        found = resolve_weights(get_model_spec(model), folder, allow_download=False, progress=False)
-    except (OSError, KeyError, ValueError):  # not there: the loader itself says so
-        return (model, folder)
-    return (model, *source_key(str(found)))
+        return weights_key(os.path.expanduser(path))
+    return weights_key(model, os.path.expanduser((weights_dir or "").strip()) or None)
 
 
 class MidasLoadDepthModel:
