@@ -277,8 +277,9 @@ def load_pipeline(
            str(control_model) if not isinstance(control_model, torch.nn.Module) else id(control_model),
            str(dtype), str(device), str(single_file_config), str(weights_dir), cpu_offload, attention_slicing,
            vae_tiling)
-    if cache is not None and cache.peek("pipeline", key) is not None:
-        return cache.get("pipeline", key, lambda: None)
+    cached = cache.peek("pipeline", key) if cache is not None else None
+    if cached is not None:  # a hit (counted as one); it cannot be lost to an eviction in between
+        return cache.get("pipeline", key, lambda: cached)
     # the base is checked before any model is loaded or evicted, so a typo fails at once
     single_file = Path(base).suffix in (".safetensors", ".ckpt") and Path(base).is_file()
     if single_file:
