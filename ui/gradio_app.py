@@ -261,7 +261,7 @@ class StylizeService:
 
             metric = None
             if points is not None:  # the mesh in metres, from the known distances
-                metric = self.metric_depth(disparity, points, export)
+                metric = self.metric_depth(disparity, points)
             fn = export_glb if export == "glb" else export_ply
             model3d = str(fn(self.output_dir / f"{stem}.{export}", np.asarray(result.images[0]), disparity,
                              depth=None if metric is None else metric.depth))
@@ -280,7 +280,8 @@ class StylizeService:
             raise ValueError("known distances make the 3D export metric: choose GLB or PLY under 3D export")
         return parse_points(text, "known distances")
 
-    def metric_depth(self, disparity: np.ndarray, points: np.ndarray, export: str):
+    @staticmethod
+    def metric_depth(disparity: np.ndarray, points: np.ndarray):
         """Depth in metres of the conditioning disparity, fitted to the known points (RANSAC)."""
         from midas_diffusion.metric_depth import metric_depth, sparse_from_points
 
