@@ -57,3 +57,16 @@ def test_swinv2_attention_with_cached_bias_equals_timms():
         assert attns[0]._bias_cache[1] is attns[0].position_bias()  # reused, not recomputed
     assert float(reference.max() - reference.min()) > 0
     torch.testing.assert_close(fast, reference, rtol=1e-5, atol=1e-5 * float(reference.abs().max()))
+
+
+def test_swinv2_built_under_inference_mode_runs():
+    """A host may load models under inference_mode (ComfyUI does): the weights are then inference
+    tensors, without a version counter, and the cached bias must not need one."""
+    import torch
+
+    from midas_diffusion import create_model
+
+    with torch.inference_mode():
+        model = create_model("dpt_swin2_tiny_256", reduced=True)
+        out = model(torch.rand(1, 3, 256, 256))
+    assert out.shape == (1, 256, 256) and torch.isfinite(out).all()

@@ -75,9 +75,11 @@ class CachedBiasWindowAttention(WindowAttentionV2):
 
     def position_bias(self) -> torch.Tensor:
         """(heads, N, N) additive bias; cached while nothing records gradients."""
-        parameters = [p for p in self.cpb_mlp.parameters()]
+        # weights changed in place (load_state_dict) bump their version; tensors made under
+        # inference_mode (a host may load models there) have no version counter
         key = (self.relative_coords_table.device, self.relative_coords_table.dtype,
-               self.relative_coords_table.data_ptr(), *((p.data_ptr(), p._version, p.dtype) for p in parameters))
+               self.relative_coords_table.data_ptr(),
+               *((p.data_ptr(), 0 if p.is_inference() else p._version, p.dtype) for p in self.cpb_mlp.parameters()))
         cached = getattr(self, "_bias_cache", None)
         if cached is not None and cached[0] == key and not torch.is_grad_enabled():
             return cached[1]
