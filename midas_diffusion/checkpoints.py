@@ -30,6 +30,7 @@ from .state_dicts import CheckpointError, StateDict, add_prefix, show_keys, stri
 __all__ = [
     "CheckpointError",
     "CheckpointLike",
+    "OwnedStateDict",
     "StateDict",
     "check_fit",
     "convert_official",
@@ -42,6 +43,12 @@ __all__ = [
 ]
 
 CheckpointLike = Union[str, os.PathLike, Mapping[str, torch.Tensor]]
+
+
+class OwnedStateDict(dict):
+    """A state dict handed over to the loader: nobody else uses its tensors, so a model built on
+    ``meta`` may take them as they are instead of copying them (one copy of the weights in memory,
+    not two). A plain mapping's tensors are always copied: they stay the caller's."""
 
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 
@@ -310,7 +317,8 @@ def load_into(model: nn.Module, source: CheckpointLike, model_name: str = "") ->
 
     When the checkpoint belongs to another zoo model, the error names both models. A model built on
     the ``meta`` device takes the checkpoint's tensors without a second copy (a mapping's tensors
-    are copied, never shared) and gets its computed buffers; any other model is copied into.
+    are copied, never shared, unless it is an ``OwnedStateDict``) and gets its computed buffers;
+    any other model is copied into.
     """
     state_dict = read_state_dict(source)
     where = f" ({source})" if isinstance(source, (str, os.PathLike)) else ""
@@ -330,7 +338,7 @@ def load_into(model: nn.Module, source: CheckpointLike, model_name: str = "") ->
         raise CheckpointError(f"checkpoint{where} does not fit the model{target}: {problem}")
     del state_dict
     if any(t.is_meta for t in model.state_dict().values()):
-        _assign(model, converted, owned=not isinstance(source, Mapping))
+        _assign(model, converted, owned=isinstance(source, OwnedStateDict) or not isinstance(source, Mapping))
     else:
         model.load_state_dict(converted, strict=True)
     return model

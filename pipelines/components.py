@@ -117,9 +117,10 @@ class MidasDepthEstimator(ModelMixin, ConfigMixin):
         weights = next((folder / name for name in WEIGHT_FILES if (folder / name).is_file()), None)
         if weights is None:
             raise ValueError(f"{str(folder)!r} holds no weights ({' or '.join(WEIGHT_FILES)})")
-        from midas_diffusion.checkpoints import read_state_dict
+        from midas_diffusion.checkpoints import OwnedStateDict, read_state_dict
 
-        state = {k[len("net."):]: v for k, v in read_state_dict(weights).items() if k.startswith("net.")}
+        # the tensors were read for this load only: the model takes them without a copy
+        state = OwnedStateDict((k[len("net."):], v) for k, v in read_state_dict(weights).items() if k.startswith("net."))
         dtype = kwargs.get("dtype", kwargs.get("torch_dtype")) or torch.float32
         est = DepthEstimator.from_pretrained(
             config["model_name"], state, reduced=bool(config.get("reduced", False)),

@@ -244,6 +244,36 @@ def test_a_callers_state_dict_is_copied_not_shared():
     assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())
 
 
+def test_an_owned_state_dict_is_taken_without_a_copy():
+    from midas_diffusion.checkpoints import OwnedStateDict
+    from midas_diffusion.factory import load_model
+
+    state = {k: v.clone() for k, v in md.create_model("dpt_swin2_tiny_256", reduced=True).state_dict().items()}
+    owned = OwnedStateDict(state)
+    model = load_model("dpt_swin2_tiny_256", owned, reduced=True)
+    ours = model.state_dict()
+    shared = [k for k, v in owned.items() if k in ours and ours[k].data_ptr() == v.data_ptr()]
+    assert len(shared) == len(ours) - sum(k.endswith("relative_position_index") or "relative_coords_table" in k
+                                          for k in ours), "every loaded tensor is the model's own, not a copy"
+
+
+def test_a_saved_component_loads_with_one_copy_of_the_weights(tmp_path, monkeypatch):
+    """MidasDepthEstimator.from_pretrained reads the weights for this load only: nothing is cloned."""
+    from midas_diffusion import checkpoints
+    from midas_diffusion.pipelines.components import MidasDepthEstimator
+
+    est = MidasDepthEstimator.from_estimator(md.DepthEstimator.from_pretrained("midas_v21_small_256", reduced=True,
+                                                                               dtype="float32"))
+    est.save_pretrained(tmp_path)
+    clones = []
+    real = checkpoints._model_tensor
+    monkeypatch.setattr(checkpoints, "_model_tensor",
+                        lambda value, like, copy: clones.append(copy) or real(value, like, copy))
+    loaded = MidasDepthEstimator.from_pretrained(tmp_path)
+    assert clones and not any(clones)
+    assert all(torch.equal(a, b) for a, b in zip(loaded.net.state_dict().values(), est.net.state_dict().values()))
+
+
 def test_key_shapes_are_read_without_the_weights(tmp_path):
     from midas_diffusion.checkpoints import read_key_shapes
 
