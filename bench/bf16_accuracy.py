@@ -9,9 +9,10 @@ may behave differently from the recipe's, so rerun with ``--official`` where you
 original MiDaS code) and synthetic natural-looking photos (``bench/photos.py``; ``--photos`` adds
 your own files), run end to end through ``DepthEstimator``. For each input the disparity is min-max
 normalized per image, so differences are fractions of its range; the table gives the max and mean
-absolute difference over all pixels of all inputs, and its 99th percentile. A model whose 99th
-percentile exceeds ``--threshold`` (1% of the range: 1 pixel in 100 visibly off) belongs in
-``precision.BF16_INACCURATE``: ``dtype="auto"`` keeps it in float32. The speed-up is the median
+absolute difference over all pixels of all inputs, and its 99th percentile. A model whose error is
+visible by ``precision.bf16_error_is_visible`` (mean above 1% of the range, 1 pixel in 100 off by
+more than 5%, or any pixel by more than 10%) belongs in ``precision.BF16_INACCURATE``: ``dtype="auto"`` keeps it in float32. Paste
+the printed ``CPU_BF16_ERROR`` entries into ``precision.py``. The speed-up is the median
 forward time at batch 1 on the fixture input, float32 over bf16.
 """
 
@@ -97,8 +98,6 @@ def main(argv=None) -> int:
     parser.add_argument("--models", default=",".join(md.list_models()))
     parser.add_argument("--photos", nargs="*", default=[], help="extra photo files (your own)")
     parser.add_argument("--synthetic", type=int, default=3, help="synthetic photos (480x640, seeds 0..N-1)")
-    parser.add_argument("--threshold", type=float, default=0.01,
-                        help="99th percentile of |diff| (of the range) above which bf16 is refused: a visible error")
     parser.add_argument("--iters", type=int, default=2, help="timed forward passes per dtype (0: no timing)")
     parser.add_argument("--official", action="store_true",
                         help="the released weights from the weights folder (MIDAS_DIFFUSION_WEIGHTS) instead of the recipe")
@@ -106,7 +105,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     from midas_diffusion.images import load_image_file
-    from midas_diffusion.precision import cpu_has_native_bf16
+    from midas_diffusion.precision import Bf16Error, bf16_error_is_visible, cpu_has_native_bf16
 
     photos = [synthetic_photo(480, 640, seed) for seed in range(args.synthetic)]
     photos += [load_image_file(p) for p in args.photos]
@@ -114,15 +113,18 @@ def main(argv=None) -> int:
           f" {'official' if args.official else 'recipe'} weights; inputs: the fixture + {len(photos)} photos; |diff| of min-max normalized disparity")
     print("| model | max abs diff | p99 abs diff | mean abs diff | fixture max | photos max | bf16 speed-up b1 | auto |")
     print("|---|---|---|---|---|---|---|---|")
-    refused = []
+    refused, entries = [], []
     for name in args.models.split(","):
         r = measure(name, photos, args.iters, args.official)
-        auto = "fp32" if r["p99"] > args.threshold else "bf16"
+        error = Bf16Error(max=float(f"{r['max']:.1e}"), p99=float(f"{r['p99']:.1e}"), mean=float(f"{r['mean']:.1e}"))
+        entries.append(f"    {name!r}: {error!r},")
+        auto = "fp32" if bf16_error_is_visible(error) else "bf16"
         if auto == "fp32":
             refused.append(name)
         print(f"| {name} | {r['max']:.2e} | {r['p99']:.2e} | {r['mean']:.2e} | {r['fixture_max']:.2e} | {r['photo_max']:.2e} "
               f"| {'-' if r['speedup'] != r['speedup'] else format(r['speedup'], '.2f') + 'x'} | {auto} |", flush=True)
-    print(f"# BF16_INACCURATE = frozenset({sorted(refused)})")
+    print(f"# refused (BF16_INACCURATE): {sorted(refused)}")
+    print("CPU_BF16_ERROR = {\n" + "\n".join(entries) + "\n}")
     return 0
 
 

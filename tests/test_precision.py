@@ -49,6 +49,18 @@ def test_the_fallback_list_names_zoo_models():
     assert set(BF16_INACCURATE) <= set(md.list_models()) and set(FP16_OVERFLOW) <= set(md.list_models())
 
 
+def test_every_model_has_a_measured_bf16_error_and_auto_follows_the_rule():
+    from midas_diffusion.precision import CPU_BF16_ERROR, Bf16Error, bf16_error_is_visible
+
+    assert set(CPU_BF16_ERROR) == set(md.list_models())
+    assert BF16_INACCURATE == {name for name, error in CPU_BF16_ERROR.items() if bf16_error_is_visible(error)}
+    assert all(0 <= e.mean <= e.p99 <= e.max for e in CPU_BF16_ERROR.values())
+    assert not bf16_error_is_visible(Bf16Error(max=0.03, p99=0.02, mean=0.005))  # a rounding at an edge
+    assert bf16_error_is_visible(Bf16Error(max=0.03, p99=0.02, mean=0.011))  # the average pixel moves
+    assert bf16_error_is_visible(Bf16Error(max=0.09, p99=0.06, mean=0.005))  # 1 pixel in 100 is off
+    assert bf16_error_is_visible(Bf16Error(max=0.2, p99=0.02, mean=0.005))  # an artifact
+
+
 def test_estimator_to_auto(bf16_cpu):
     est = md.DepthEstimator.from_pretrained("midas_v21_small_256", reduced=True)
     est.to(dtype="auto")
