@@ -59,6 +59,36 @@ def test_swinv2_attention_with_cached_bias_equals_timms():
     torch.testing.assert_close(fast, reference, rtol=1e-5, atol=1e-5 * float(reference.abs().max()))
 
 
+def test_swinv2_attention_in_bf16_on_the_cpu_equals_timms():
+    """In bf16 on the CPU our SwinV2 attention takes two batched matmuls instead of the fused kernel:
+    still timm's function, to bf16 precision, with and without the shift mask."""
+    import torch
+
+    from midas_diffusion import create_model
+    from midas_diffusion.backbones.swin import CachedBiasWindowAttention
+    from reference import recipe_init_
+
+    model = create_model("dpt_swin2_tiny_256", reduced=True)
+    recipe_init_(model)
+    attns = [m for m in model.modules() if isinstance(m, CachedBiasWindowAttention)]
+    torch.manual_seed(0)
+    for attn in attns:
+        x = torch.randn(4, attn.window_size[0] * attn.window_size[1], attn.dim)
+        n = x.shape[1]
+        mask = torch.zeros(2, n, n).masked_fill_(torch.rand(2, n, n) > 0.7, -100.0)
+        with torch.inference_mode():
+            for m in (None, mask):
+                expected = attn.double()(x.double(), None if m is None else m.double()).float()
+                ours = attn.bfloat16()(x.bfloat16(), None if m is None else m.bfloat16()).float()
+                attn.training = True  # timm's own forward, in bf16
+                timm_bf16 = attn(x.bfloat16(), None if m is None else m.bfloat16()).float()
+                attn.training = False
+                attn.float()
+                # as close to the float64 result as timm's own bf16 forward is (bf16: ~3 significant digits)
+                err, timm_err = (ours - expected).abs().max(), (timm_bf16 - expected).abs().max()
+                assert err <= 2 * timm_err + 1e-3 * expected.abs().max(), (err, timm_err)
+
+
 def test_swinv2_built_under_inference_mode_runs():
     """A host may load models under inference_mode (ComfyUI does): the weights are then inference
     tensors, without a version counter, and the cached bias must not need one."""
