@@ -64,19 +64,19 @@ def bf16_error_is_visible(error: Bf16Error) -> bool:
 # (deterministic random weights, not the released ones), on each model's fixture input and 3 synthetic
 # photos; README "The zoo" shows them.
 CPU_BF16_ERROR: Dict[str, Bf16Error] = {
-    "dpt_beit_large_512": Bf16Error(max=0.019, p99=0.01, mean=0.002),
-    "dpt_beit_large_384": Bf16Error(max=0.027, p99=0.015, mean=0.0029),
-    "dpt_beit_base_384": Bf16Error(max=0.015, p99=0.0089, mean=0.0018),
-    "dpt_swin2_large_384": Bf16Error(max=0.05, p99=0.031, mean=0.0054),
-    "dpt_swin2_base_384": Bf16Error(max=0.03, p99=0.016, mean=0.0045),
-    "dpt_swin2_tiny_256": Bf16Error(max=0.029, p99=0.018, mean=0.0051),
-    "dpt_swin_large_384": Bf16Error(max=0.065, p99=0.023, mean=0.0024),
+    "dpt_beit_large_512": Bf16Error(max=0.019, p99=0.01, mean=0.0021),
+    "dpt_beit_large_384": Bf16Error(max=0.024, p99=0.015, mean=0.0028),
+    "dpt_beit_base_384": Bf16Error(max=0.017, p99=0.0098, mean=0.0021),
+    "dpt_swin2_large_384": Bf16Error(max=0.049, p99=0.031, mean=0.0049),
+    "dpt_swin2_base_384": Bf16Error(max=0.026, p99=0.013, mean=0.0037),
+    "dpt_swin2_tiny_256": Bf16Error(max=0.034, p99=0.019, mean=0.0052),
+    "dpt_swin_large_384": Bf16Error(max=0.07, p99=0.023, mean=0.0027),
     "dpt_next_vit_large_384": Bf16Error(max=0.68, p99=0.47, mean=0.091),
-    "dpt_levit_224": Bf16Error(max=0.017, p99=0.0084, mean=0.0024),
-    "dpt_large_384": Bf16Error(max=0.15, p99=0.028, mean=0.0087),
-    "dpt_hybrid_384": Bf16Error(max=0.47, p99=0.28, mean=0.065),
-    "midas_v21_384": Bf16Error(max=0.0089, p99=0.0057, mean=0.0018),
-    "midas_v21_small_256": Bf16Error(max=0.023, p99=0.0092, mean=0.0011),
+    "dpt_levit_224": Bf16Error(max=0.017, p99=0.0085, mean=0.0025),
+    "dpt_large_384": Bf16Error(max=0.12, p99=0.028, mean=0.0087),
+    "dpt_hybrid_384": Bf16Error(max=0.46, p99=0.28, mean=0.065),
+    "midas_v21_384": Bf16Error(max=0.0081, p99=0.0052, mean=0.0017),
+    "midas_v21_small_256": Bf16Error(max=0.02, p99=0.0094, mean=0.0014),
 }
 
 # Models that "auto" keeps in float32 on the CPU: their bf16 error is visible.
