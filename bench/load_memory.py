@@ -1,6 +1,6 @@
 """Peak memory of loading a zoo model, as a multiple of one copy of its weights.
 
-    python bench/load_memory.py [--model dpt_beit_large_384] [--formats pt,safetensors] [--paths lean,component,copy]
+    python bench/load_memory.py [--model dpt_beit_large_384] [--formats pt,safetensors] [--paths lean,component,saved,copy]
 
 Writes a random-weights checkpoint of the model to a temporary folder (``.pt`` and
 ``.safetensors``), then loads it in a fresh Python process per measurement and reports that
@@ -11,8 +11,10 @@ copy of the weights). The RSS before loading is the process after ``import midas
 Paths: ``lean`` is ``midas_diffusion.factory.load_model`` (``create_model(name, checkpoint)`` and
 ``DepthEstimator.from_pretrained`` use it): built on the meta device, tensors read into memory the
 model then owns. ``component`` is ``MidasDepthEstimator.from_zoo`` (the diffusers component of the
-pipelines, which wraps the loaded estimator without a second network). ``copy`` is what loading did before: a randomly initialized model that the
-checkpoint is copied into (two copies at the peak).
+pipelines, which wraps the loaded estimator without a second network). ``saved`` is
+``MidasDepthEstimator.from_pretrained`` on what its ``save_pretrained`` wrote (a pipeline's
+``depth_estimator`` folder; safetensors only). ``copy`` is what loading did before: a randomly
+initialized model that the checkpoint is copied into (two copies at the peak).
 """
 
 from __future__ import annotations
@@ -47,6 +49,15 @@ def _write(name: str, folder: Path) -> None:
     torch.save(state, folder / "weights.pt")
     save_file(state, str(folder / "weights.safetensors"))
     nbytes = sum(v.numel() * v.element_size() for v in state.values())
+    try:  # the pipelines' saved depth component (needs diffusers)
+        from midas_diffusion.pipelines.components import MidasDepthEstimator
+
+        model = md.create_model(name)
+        model.load_state_dict(state)
+        est = md.DepthEstimator(model, md.get_model_spec(name))
+        MidasDepthEstimator.from_estimator(est).save_pretrained(folder / "component")
+    except ImportError:
+        pass
     (folder / "weights.json").write_text(json.dumps({"bytes": nbytes}))
 
 
@@ -56,13 +67,15 @@ def _load(name: str, path: Path, how: str) -> None:
     from midas_diffusion.checkpoints import load_into
     from midas_diffusion.factory import create_model, load_model
 
-    if how == "component":  # diffusers is part of the baseline here (a pipeline process imports it anyway)
+    if how in ("component", "saved"):  # diffusers is part of the baseline here (a pipeline process imports it anyway)
         from midas_diffusion.pipelines.components import MidasDepthEstimator
     before = _peak_rss_bytes()
     if how == "lean":
         model = load_model(name, path)
     elif how == "component":  # the pipelines' depth component: wraps the loaded estimator, no copy
         model = MidasDepthEstimator.from_zoo(name, checkpoint=path).net
+    elif how == "saved":  # a saved component folder: read once, taken by the model without a copy
+        model = MidasDepthEstimator.from_pretrained(path).net
     else:
         model = load_into(create_model(name), path, model_name=name)
     assert not any(p.is_meta for p in model.parameters())
@@ -81,7 +94,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="dpt_beit_large_384")
     parser.add_argument("--formats", default="pt,safetensors")
-    parser.add_argument("--paths", default="lean,component,copy")
+    parser.add_argument("--paths", default="lean,component,saved,copy")
     parser.add_argument("--_write", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--_load", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -97,13 +110,18 @@ def main(argv=None) -> None:
         _child("--_write", name, tmp)
         weights = json.loads((Path(tmp) / "weights.json").read_text())["bytes"]
         print(f"{name}: one copy of the weights = {weights / MIB:.0f} MiB; one fresh process per row")
-        print(f"{'format':13s} {'path':5s} {'RSS before':>10s} {'peak RSS':>9s} {'(peak-before)/weights':>22s} {'peak/weights':>13s}")
+        print(f"{'format':13s} {'path':9s} {'RSS before':>10s} {'peak RSS':>9s} {'(peak-before)/weights':>22s} "
+              f"{'peak/weights':>13s}")
         for how in args.paths.split(","):
-            for fmt in args.formats.split(","):
-                rss = _child("--_load", name, str(Path(tmp) / f"weights.{fmt}"), how)
+            for fmt in ["safetensors"] if how == "saved" else args.formats.split(","):
+                path = Path(tmp) / ("component" if how == "saved" else f"weights.{fmt}")
+                if not path.exists():
+                    print(f"{'.' + fmt:13s} {how:9s} (not written: diffusers is not installed)")
+                    continue
+                rss = _child("--_load", name, str(path), how)
                 grown = (rss["peak"] - rss["before"]) / weights
                 print(
-                    f"{'.' + fmt:13s} {how:5s} {rss['before'] / MIB:7.0f} MiB {rss['peak'] / MIB:5.0f} MiB "
+                    f"{'.' + fmt:13s} {how:9s} {rss['before'] / MIB:7.0f} MiB {rss['peak'] / MIB:5.0f} MiB "
                     f"{grown:21.2f}x {rss['peak'] / weights:12.2f}x"
                 )
 
