@@ -89,6 +89,27 @@ def test_swinv2_attention_in_bf16_on_the_cpu_equals_timms():
                 assert err <= 2 * timm_err + 1e-3 * expected.abs().max(), (err, timm_err)
 
 
+def test_swin_v1_runs_timms_fused_attention_with_the_same_result():
+    import torch
+    from timm.models.swin_transformer import WindowAttention
+
+    from midas_diffusion import create_model
+    from reference import recipe_init_
+
+    model = create_model("dpt_swin_large_384", reduced=True)
+    recipe_init_(model)
+    attns = [m for m in model.modules() if isinstance(m, WindowAttention)]
+    assert attns and all(a.fused_attn for a in attns)
+    x = torch.rand(1, 3, 384, 384, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.inference_mode():
+        fused = model(x)
+        for a in attns:
+            a.fused_attn = False  # timm's default for Swin v1
+        reference = model(x)
+    assert float(reference.max() - reference.min()) > 0
+    torch.testing.assert_close(fused, reference, rtol=1e-5, atol=1e-5 * float(reference.abs().max()))
+
+
 def test_swinv2_built_under_inference_mode_runs():
     """A host may load models under inference_mode (ComfyUI does): the weights are then inference
     tensors, without a version counter, and the cached bias must not need one."""

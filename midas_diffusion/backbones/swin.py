@@ -15,6 +15,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
+from timm.models.swin_transformer import WindowAttention as WindowAttentionV1
 from timm.models.swin_transformer_v2 import WindowAttention as WindowAttentionV2
 from torch import nn
 
@@ -128,6 +129,10 @@ class SwinEncoder(nn.Module):
         for module in list(self.model.modules()):  # SwinV2 blocks: the attention with a cached bias
             if isinstance(getattr(module, "attn", None), WindowAttentionV2):
                 module.attn = CachedBiasWindowAttention.adopt(module.attn)
+            elif isinstance(module, WindowAttentionV1):
+                # timm leaves the fused kernel off for Swin v1 (experimental there); it computes the same
+                # function and is faster (CPU fp32 1.06x, bf16 equal; on a GPU the fused kernels)
+                module.fused_attn = True
 
     def forward(self, x: torch.Tensor) -> FeatureList:
         expected = tuple(self.model.patch_embed.img_size)
