@@ -46,7 +46,7 @@ def test_swinv2_attention_with_cached_bias_equals_timms():
     recipe_init_(model)
     attns = [m for m in model.modules() if isinstance(m, CachedBiasWindowAttention)]
     assert attns and all(type(m.attn) is CachedBiasWindowAttention for m in model.modules() if hasattr(m, "attn"))
-    x = torch.rand(1, 3, 256, 256, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    x = torch.rand(2, 3, 256, 256, generator=torch.Generator().manual_seed(0)) * 2 - 1  # two images share the shift masks
     with torch.inference_mode():
         fast = model(x)
         for attn in attns:

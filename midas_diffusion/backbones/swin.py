@@ -103,13 +103,16 @@ class CachedBiasWindowAttention(WindowAttentionV2):
         q = F.normalize(q, dim=-1) * logit_scale
         k = F.normalize(k, dim=-1)
         attn_bias = self.position_bias().to(q.dtype)  # (heads, N, N)
+        # 4-D (batch, heads, N, d) with a 4-D additive mask broadcast over the batch, the form that the
+        # fused kernels take: shifted windows of every image share one mask, so windows and heads
+        # together become the "heads" and the images the batch
         if mask is None:
-            shape, attn_mask = (batch, self.num_heads, n, -1), attn_bias.unsqueeze(0)
-        else:  # windows of every image share the shift mask: (images, windows, heads, N, N)
+            attn_mask = attn_bias.unsqueeze(0)
+        else:
             windows = mask.shape[0]
-            shape = (batch // windows, windows, self.num_heads, n, -1)
-            attn_mask = attn_bias[None, None] + mask.to(q.dtype)[None, :, None]
-        q, k, v = q.view(shape), k.view(shape), v.view(shape)
+            shape = (batch // windows, windows * self.num_heads, n, -1)
+            attn_mask = (attn_bias.unsqueeze(0) + mask.to(q.dtype).unsqueeze(1)).view(1, windows * self.num_heads, n, n)
+            q, k, v = q.reshape(shape), k.reshape(shape), v.reshape(shape)
         if q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16):
             # measured on the CPU in bf16: two batched matmuls beat the fused kernel on these small
             # windows (SwinV2-B 1.32x, SwinV2-T 1.10x); in fp32 the fused kernel is as fast or faster
