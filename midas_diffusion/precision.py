@@ -70,7 +70,7 @@ CPU_BF16_ERROR: Dict[str, Bf16Error] = {
     "dpt_swin2_large_384": Bf16Error(max=0.049, p99=0.031, mean=0.0049),
     "dpt_swin2_base_384": Bf16Error(max=0.026, p99=0.013, mean=0.0037),
     "dpt_swin2_tiny_256": Bf16Error(max=0.034, p99=0.019, mean=0.0052),
-    "dpt_swin_large_384": Bf16Error(max=0.07, p99=0.023, mean=0.0027),
+    "dpt_swin_large_384": Bf16Error(max=0.073, p99=0.028, mean=0.0026),
     "dpt_next_vit_large_384": Bf16Error(max=0.68, p99=0.47, mean=0.091),
     "dpt_levit_224": Bf16Error(max=0.017, p99=0.0085, mean=0.0025),
     "dpt_large_384": Bf16Error(max=0.12, p99=0.028, mean=0.0087),
