@@ -85,3 +85,14 @@ def test_cpu_probe_answers_without_parsing_proc(monkeypatch):
     assert precision.cpu_has_native_bf16() and resolve_dtype("auto", "cpu", "dpt_levit_224") in (torch.bfloat16, torch.float32)
     monkeypatch.setenv(precision.CPU_BF16_ENV, "0")
     assert not precision.cpu_has_native_bf16() and resolve_dtype("auto", "cpu") == torch.float32
+
+
+def test_the_models_command_shows_what_auto_picks_on_a_bf16_cpu(capsys):
+    from midas_diffusion.cli import main
+
+    assert main(["models"]) == 0
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines() if line.split()
+            and line.split()[0] in md.list_models()}
+    assert set(rows) == set(md.list_models())
+    for name, cells in rows.items():
+        assert ("fp32" if name in BF16_INACCURATE else "bf16") in cells
