@@ -16,7 +16,7 @@ from .checkpoints import CheckpointLike, identify_checkpoint
 from .config import ModelSpec, PreprocessConfig
 from .images import DEFAULT_MAX_PIXELS, VALUE_SCALE, ImageLike, dense_view, to_compact_tensors, to_device
 from .outputs import DepthOutput
-from .precision import SUPPORTED_DTYPES, resolve_dtype
+from .precision import resolve_dtype
 from .transforms import check_normalization, network_input_size, normalize_disparity, prepare_compact, resize, with_resolution
 from .weights import resolve_weights
 
@@ -90,6 +90,7 @@ class DepthEstimator:
         self.reduced = False
         self.memory_format = torch.contiguous_format
         self.compiled = False
+        self._graphed = None  # GraphedForward, when enable_cuda_graphs() opted in
         self.forward_count = 0  # how many network passes ran (for caching checks and stats)
 
     # ------------------------------------------------------------------ construction
@@ -214,14 +215,12 @@ class DepthEstimator:
         if memory_format is not None and memory_format not in (torch.contiguous_format, torch.channels_last):
             raise ValueError(f"memory_format must be torch.contiguous_format or torch.channels_last, got {memory_format}")
         target = torch.device(device) if device is not None else self.device
-        if dtype is not None:
-            if isinstance(dtype, torch.dtype) and dtype not in SUPPORTED_DTYPES:
-                raise ValueError(f"dtype must be float32, float16 or bfloat16, got {dtype}")
+        if dtype is not None:  # resolve_dtype refuses unsupported dtypes
             dtype = resolve_dtype(dtype, target, self.spec.name)
         if memory_format is not None:
             self.memory_format = memory_format
         self.model.to(device=device, dtype=dtype, memory_format=self.memory_format)
-        if getattr(self, "_graphed", None) is not None:
+        if self._graphed is not None:
             self._graphed.clear()  # recorded graphs point at the old tensors
         return self
 
@@ -257,7 +256,7 @@ class DepthEstimator:
             return self
         view = DepthEstimator(self.model, self.spec, with_resolution(self.preprocess, resolution), self.max_pixels)
         view.memory_format, view.reduced, view.compiled = self.memory_format, self.reduced, self.compiled
-        view._graphed = getattr(self, "_graphed", None)
+        view._graphed = self._graphed
         return view
 
     @property
@@ -274,8 +273,7 @@ class DepthEstimator:
         on the estimator's device."""
         self.forward_count += 1
         x = batch.to(device=self.device, dtype=self.dtype).contiguous(memory_format=self.memory_format)
-        graphed = getattr(self, "_graphed", None)
-        return (graphed(x) if graphed is not None else self.model(x)).float()
+        return (self._graphed(x) if self._graphed is not None else self.model(x)).float()
 
     @torch.inference_mode()
     def __call__(
