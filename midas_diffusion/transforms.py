@@ -101,11 +101,12 @@ _CUBIC_A = -0.75  # torch's and OpenCV's bicubic coefficient
 _BLOCK = 32  # output rows (columns) per block of the banded product
 
 
+@lru_cache(maxsize=64)
 def _bicubic_taps(in_size: int, out_size: int) -> Tuple[torch.Tensor, torch.Tensor]:
     """``F.interpolate(mode="bicubic", align_corners=False)`` along one axis: output ``i`` is
     ``sum_k taps[i, k] * input[index[i, k]]``; ``index`` ``(out, 4)`` clamped at the borders like torch.
     The source positions are computed as torch's CPU kernel does (float32, fused multiply-add), so
-    the taps are torch's to the last bit or two."""
+    the taps are torch's to the last bit or two. Cached: callers must not modify the tensors."""
     scale = torch.tensor(in_size, dtype=torch.float32) / out_size
     real = torch.addcmul(torch.tensor(-0.5), scale, torch.arange(out_size, dtype=torch.float32) + 0.5)
     floor = torch.floor(real)
@@ -155,9 +156,6 @@ def _enlarge_bicubic(image: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor
     return out.reshape(b * c, -1, width)[:, :height].reshape(b, c, height, width)
 
 
-_bicubic_taps_cached = lru_cache(maxsize=64)(_bicubic_taps)
-
-
 def _shrinks_far(image: torch.Tensor, size: Sequence[int]) -> bool:
     """Whether a strong reduction (every output row and column reads 4 input ones, fewer than the
     image has) is cheaper by gathering those than by widening the whole image (on the CPU)."""
@@ -169,11 +167,11 @@ def _shrink_bicubic(image: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     ``(1,C,h,w)``: only the 4 input rows and columns each output reads are gathered and widened."""
     height, width = int(size[0]), int(size[1])
     hwc = image.permute(1, 2, 0)  # the memory order of images from PIL and arrays
-    rows, row_taps = _bicubic_taps_cached(image.shape[1], height)
+    rows, row_taps = _bicubic_taps(image.shape[1], height)
     gathered = widen(hwc.index_select(0, rows.reshape(-1)))  # (4h, W, C)
     tall = torch.bmm(row_taps[:, None, :], gathered.reshape(height, 4, -1))  # (h, 1, W*C)
     tall = tall.reshape(height, image.shape[2], image.shape[0])
-    cols, col_taps = _bicubic_taps_cached(image.shape[2], width)
+    cols, col_taps = _bicubic_taps(image.shape[2], width)
     picked = tall.index_select(1, cols.reshape(-1)).reshape(height, width, 4, -1)  # (h, w, 4, C)
     out = torch.matmul(col_taps[None, :, None, :], picked).squeeze(2)  # (h, w, C)
     return out.permute(2, 0, 1)[None].contiguous()
