@@ -229,7 +229,7 @@ def load_depth_model(
         # loaded in float32 and cast once on its device ("auto" resolves there, for this model)
         est = DepthEstimator.from_pretrained(str(name_or_path), weights_dir=weights_dir or None,
                                              dtype=torch.float32, **kwargs)
-        return est.to(device_t, _as_dtype("auto" if dtype is None else dtype, est, device_t))
+        return est.to(device_t, "auto" if dtype is None else dtype)  # names resolve for device_t and this model
 
     est = cache.get("depth", key, load)
     if device_t is not None and torch.device(est.device) != device_t:
@@ -254,10 +254,3 @@ def weights_key(name_or_path: str, weights_dir: Any = None) -> tuple:
         return (name_or_path, str(weights_dir))
     return (name_or_path, *source_key(str(found)))
 
-
-def _as_dtype(dtype: Any, est: Any, device: Any = None):
-    """``dtype`` as a torch dtype; ``"auto"`` is the model's own rule on ``device``
-    (``midas_diffusion.precision``)."""
-    from .precision import resolve_dtype
-
-    return resolve_dtype(dtype, device if device is not None else est.device, est.model_name)
