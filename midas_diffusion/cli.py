@@ -198,6 +198,7 @@ def _load_estimator(args, device: str):
         square=args.square or None,
         max_pixels=int(args.max_pixels) if args.max_pixels else None,
         progress=not args.no_progress,
+        dtype=torch.float32,  # cast once, below, for the device it runs on
     )
     est.to(device, args.dtype, memory_format=torch.channels_last if args.channels_last else None)
     if args.compile:

@@ -150,9 +150,10 @@ def _load_estimator(model: str, args):
     if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ValueError("--device mps: MPS is not available here")
     est = DepthEstimator.from_pretrained(model, weights_dir=args.weights_dir, resolution=args.resolution,
-                                         square=args.square or None, progress=not args.no_progress)
+                                         square=args.square or None, progress=not args.no_progress,
+                                         dtype=torch.float32)  # cast once, below, for the device it runs on
     est = est.at_resolution(args.resolution)  # a saved folder keeps its own resolution otherwise
-    return est.to(device, getattr(torch, args.dtype))
+    return est.to(device, args.dtype)
 
 
 # ---------------------------------------------------------------------------------------- run

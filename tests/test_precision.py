@@ -96,3 +96,27 @@ def test_the_models_command_shows_what_auto_picks_on_a_bf16_cpu(capsys):
     assert set(rows) == set(md.list_models())
     for name, cells in rows.items():
         assert ("fp32" if name in BF16_INACCURATE else "bf16") in cells
+
+
+def test_the_clis_cast_the_weights_once(tmp_path, monkeypatch):
+    """On a bf16 CPU, `depth --dtype float32` and `evaluate` (float32) run the saved float32 weights
+    exactly: loading must not round them through bf16 ("auto") before the requested cast."""
+    from midas_diffusion import cli, evaluate_cli
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    model = md.create_model("midas_v21_small_256", reduced=True)
+    torch.save(model.state_dict(), tmp_path / "w.pt")
+    parser = build_parser()
+    depth_args = parser.parse_args(["depth", "x.png", "-o", str(tmp_path), "--model", "midas_v21_small_256",
+                                    "--checkpoint", str(tmp_path / "w.pt"), "--dtype", "float32", "--no-progress"])
+    monkeypatch.setattr(md.DepthEstimator, "from_pretrained", _tiny(md.DepthEstimator.from_pretrained, tmp_path / "w.pt"))
+    eval_args = parser.parse_args(["evaluate", "--model", "midas_v21_small_256", "--dataset", "nyu", "--root", "."])
+    for est in (cli._load_estimator(depth_args, "cpu"), evaluate_cli._load_estimator("midas_v21_small_256", eval_args)):
+        assert est.dtype == torch.float32
+        assert all(torch.equal(a, b) for a, b in zip(est.model.state_dict().values(), model.state_dict().values()))
+
+
+def _tiny(from_pretrained, checkpoint):
+    """from_pretrained building the tiny model of the family, with the test's tiny checkpoint."""
+    return lambda name, checkpoint_=None, **kwargs: from_pretrained(name, checkpoint_ or kwargs.pop("checkpoint", None)
+                                                                   or checkpoint, **{**kwargs, "reduced": True})
