@@ -111,7 +111,8 @@ class StylizeService:
         if not present:
             raise ValueError(hint)
         return runtime.load_estimator(self.config.depth_models[name], device=self.config.device,
-                                      weights_dir=self.config.weights_dir, cache=self.cache)
+                                      weights_dir=self.config.weights_dir, cache=self.cache,
+                                      max_pixels=self.config.max_pixels)
 
     # ---------------------------------------------------------------- runs
     def request_cancel(self, session: str) -> None:

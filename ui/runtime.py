@@ -59,14 +59,16 @@ def load_estimator(
     dtype: Union[str, torch.dtype, None] = "auto",
     weights_dir: Optional[Union[str, os.PathLike]] = None,
     cache: Optional[ModelCache] = None,
+    **kwargs: Any,
 ) -> DepthEstimator:
     """A zoo name, checkpoint file or saved folder as a ``DepthEstimator`` on ``device``/``dtype``,
-    loaded once and then served from ``cache`` (default: the process-wide cache)."""
+    loaded once and then served from ``cache`` (default: the process-wide cache). Other keyword
+    arguments go to ``DepthEstimator.from_pretrained`` (``max_pixels``, ...)."""
     if not name_or_path:
         raise ValueError("no depth model given: pick a zoo model or give a checkpoint file or folder")
     weights = os.path.abspath(os.path.expanduser(str(weights_dir))) if weights_dir else None
     return load_depth_model(str(name_or_path), device=resolve_device(device), dtype=resolve_dtype(dtype),
-                            weights_dir=weights, cache=cache)
+                            weights_dir=weights, cache=cache, **kwargs)
 
 
 def cache_info(cache: Optional[ModelCache] = None) -> Dict[str, Any]:
