@@ -278,6 +278,9 @@ def test_metric_depth_node_recovers_metres_and_feeds_the_export(tmp_path):
     with pytest.raises(ValueError, match="metric_depth is"):
         _call(comfyui.MidasExportRGBD, image=_frames(1), disparity=disparity, metric_depth=depth[:, :10],
               output_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="metric_depth has 2 frames but image has 3"):
+        _call(comfyui.MidasExportRGBD, image=_frames(3), disparity=disparity, metric_depth=depth.expand(2, -1, -1),
+              output_dir=str(tmp_path))
 
 
 # stylize and LDM3D on tiny diffusers components ---------------------------------------------------

@@ -53,12 +53,6 @@ def _to_image(disparity: torch.Tensor) -> torch.Tensor:
     return _to_mask(disparity).unsqueeze(-1).expand(-1, -1, -1, 3).contiguous()
 
 
-def _check_frames(image) -> None:
-    if not isinstance(image, torch.Tensor) or image.ndim != 4 or image.shape[-1] not in (1, 3, 4):
-        shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
-        raise ValueError(f"image must be a (B,H,W,C) tensor with C in 1, 3, 4; got {shape}")
-
-
 def weights_fingerprint(model: str, model_path: str = "", weights_dir: str = "") -> tuple:
     """What identifies the weights the loader reads (``midas_diffusion.cache.weights_key``): the
     checkpoint file or saved folder, or the zoo model's weights file, with size and modification time,
@@ -134,15 +128,9 @@ class MidasEstimateDepth:
     def estimate(self, image, depth_model, resolution=0, percentile_low=0.0, percentile_high=100.0, gamma=1.0,
                  invert=False):
         settings = depth_settings(resolution, percentile_low, percentile_high, gamma, invert)
-        _check_frames(image)
+        runtime.check_frames(image)  # before the model moves to the GPU
         host.load_to_device([depth_model])
-        progress = host.Progress(image.shape[0])
-        maps = []
-        for i in range(image.shape[0]):
-            progress.check()
-            maps.append(runtime.disparity_frames(depth_model, image[i:i + 1], **settings)[0])
-            progress.set(i + 1)
-        disparity = torch.stack(maps)
+        disparity = runtime.disparity_frames(depth_model, image, progress=host.Progress(image.shape[0]), **settings)
         return (_to_image(disparity), _to_mask(disparity))
 
 
@@ -179,7 +167,7 @@ class MidasDepthStylize:
 
         if not isinstance(prompt, str) or not prompt.strip():
             raise ValueError("prompt must be a non-empty string")
-        _check_frames(image)
+        runtime.check_frames(image)
         get_spec("method").check(method)
         settings = depth_settings(resolution, percentile_low, percentile_high, gamma, invert)
         steps = get_spec("steps").check(steps)
@@ -292,9 +280,16 @@ def _model_path(name: str, kind: str) -> Optional[str]:
     return found or name
 
 
-def _frame_map(maps: torch.Tensor, i: int, size: Tuple[int, int], name: str):
-    """Frame ``i`` of a MASK batch (one map serves every frame) at ``size``, as a numpy array."""
+def _mask_batch(maps: torch.Tensor, frames: int, name: str) -> torch.Tensor:
+    """A MASK input as (N,H,W) with N 1 (one map for every frame) or ``frames``."""
     maps = maps[None] if maps.ndim == 2 else maps
+    if maps.shape[0] not in (1, frames):
+        raise ValueError(f"{name} has {maps.shape[0]} frames but image has {frames}")
+    return maps
+
+
+def _frame_map(maps: torch.Tensor, i: int, size: Tuple[int, int], name: str):
+    """Frame ``i`` of a ``_mask_batch`` (one map serves every frame) at ``size``, as a numpy array."""
     m = maps[min(i, maps.shape[0] - 1)].float()
     if tuple(m.shape) != size:
         raise ValueError(f"{name} is {m.shape[1]}x{m.shape[0]} but the image is {size[1]}x{size[0]}")
@@ -335,12 +330,12 @@ class MidasMetricDepth:
         points = parse_points(get_spec("known_depths").check(known_depths), "known_depths")
         options = metric_settings(metric_robust, max_depth)
         maps = disparity[None] if disparity.ndim == 2 else disparity
+        sparse = sparse_from_points(points, *maps.shape[-2:])  # every frame of a MASK batch has one size
         depths, lines = [], []
         progress = host.Progress(maps.shape[0])
         for i, d in enumerate(maps):
             progress.check()
-            height, width = d.shape
-            result = metric_depth(d, sparse_from_points(points, height, width), **options)
+            result = metric_depth(d, sparse, **options)
             depths.append(torch.from_numpy(result.depth))
             lines.append(f"frame {i}: 1/depth = {result.scale:.6g} * disparity + {result.shift:.6g}; "
                          f"{int(result.inliers.sum())} of {result.points} points kept, median error "
@@ -377,10 +372,9 @@ class MidasExportRGBD:
         from midas_diffusion.rgbd import export_glb, export_ply  # (re-exported by pipelines.rgbd; no diffusers needed)
 
         get_spec("format").check(format)
-        if disparity.ndim == 2:
-            disparity = disparity[None]
-        if disparity.shape[0] not in (1, image.shape[0]):
-            raise ValueError(f"disparity has {disparity.shape[0]} frames but image has {image.shape[0]}")
+        disparity = _mask_batch(disparity, image.shape[0], "disparity")
+        if metric_depth is not None:
+            metric_depth = _mask_batch(metric_depth, image.shape[0], "metric_depth")
         folder = _output_dir(output_dir)
         folder.mkdir(parents=True, exist_ok=True)
         paths: List[str] = []

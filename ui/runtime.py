@@ -87,19 +87,30 @@ def at_resolution(est: DepthEstimator, resolution: Optional[int]) -> DepthEstima
     return est.at_resolution(resolution)
 
 
-def disparity_frames(est: DepthEstimator, frames: torch.Tensor, processing_resolution: Optional[int] = None,
-                     percentile=None, gamma: float = 1.0, invert: bool = False) -> torch.Tensor:
-    """``frames`` (B,H,W,3) float in [0,1] (ComfyUI's IMAGE layout) -> disparity (B,H,W) float32
-    in [0,1], near = 1 (0 with ``invert``), each frame estimated and normalized on its own."""
+def check_frames(frames: Any) -> None:
+    """ValueError unless ``frames`` is a (B,H,W,C) tensor with C in 1, 3, 4 (ComfyUI's IMAGE)."""
     if not isinstance(frames, torch.Tensor) or frames.ndim != 4 or frames.shape[-1] not in (1, 3, 4):
         shape = tuple(frames.shape) if isinstance(frames, torch.Tensor) else type(frames).__name__
         raise ValueError(f"image must be a (B,H,W,C) tensor with C in 1, 3, 4; got {shape}")
+
+
+def disparity_frames(est: DepthEstimator, frames: torch.Tensor, processing_resolution: Optional[int] = None,
+                     percentile=None, gamma: float = 1.0, invert: bool = False, progress: Any = None) -> torch.Tensor:
+    """``frames`` (B,H,W,3) float in [0,1] (ComfyUI's IMAGE layout) -> disparity (B,H,W) float32
+    in [0,1], near = 1 (0 with ``invert``), each frame estimated and normalized on its own.
+    ``progress``: an object with ``check()`` (called before each frame; it may raise to stop) and
+    ``set(done)`` (after each), e.g. a host's progress bar."""
+    check_frames(frames)
     runner = at_resolution(est, processing_resolution)
     maps = []
-    for frame in frames:
+    for i, frame in enumerate(frames):
+        if progress is not None:
+            progress.check()
         chw = frame[..., :3].permute(2, 0, 1).float().clamp(0, 1).cpu()
         if chw.shape[0] == 1:
             chw = chw.expand(3, -1, -1)
         out = runner(chw, percentile=percentile, gamma=gamma, invert=invert)
         maps.append(out.disparity[0, 0])
+        if progress is not None:
+            progress.set(i + 1)
     return torch.stack(maps).float()
