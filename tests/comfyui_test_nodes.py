@@ -54,7 +54,7 @@ class MidasTestProbe:
             report["depth_model"] = {"class": type(depth_model).__name__, "id": id(depth_model),
                                      "model_name": depth_model.model_name, "device": str(depth_model.device),
                                      "forward_count": depth_model.forward_count}
-        report["alive_seen"] = [key for key, ref in _SEEN.items() if ref() is not None and id(ref()) == key]
+        report["alive_seen"] = [key for key, ref in _SEEN.items() if ref() is not None]
         return {"ui": {"probe": [report]}}
 
 

@@ -451,7 +451,7 @@ def test_freed_models_return_their_heap_at_the_next_collection(monkeypatch):
     from midas_diffusion.ui import comfyui_host
 
     trims = []
-    monkeypatch.setattr(comfyui_host, "_MALLOC_TRIM", trims.append)
+    monkeypatch.setattr(comfyui_host, "_malloc_trim", lambda: trims.append)
     monkeypatch.setattr(comfyui_host, "_trim_pending", False)  # models freed by earlier tests
 
     class Model:

@@ -67,9 +67,7 @@ def clamp_resolution(resolution: Any, name: str = "") -> int:
     negative) means 0; above the slider's maximum (pixel perfect can send that) is clamped to it
     with a log line."""
     spec = get_spec("resolution")
-    if resolution is None or resolution < 0:
-        return 0
-    value = int(round(float(resolution)))
+    value = int(round(float(_slider_value("resolution", resolution))))  # unset: the default, 0
     if value > spec.max:
         log(f"{name or 'depth'}: resolution {value} is above the slider's maximum; using {int(spec.max)}")
         return int(spec.max)

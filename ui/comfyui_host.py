@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import gc
 import threading
 import weakref
@@ -93,7 +94,10 @@ _trim_lock = threading.Lock()
 _trim_pending = False
 
 
+@functools.lru_cache(maxsize=None)
 def _malloc_trim() -> Optional[Callable[[int], int]]:
+    """glibc's ``malloc_trim``, or None; looked up on first use (``find_library`` may start a
+    subprocess, which importing the node pack should not)."""
     name = ctypes.util.find_library("c")
     try:
         libc = ctypes.CDLL(name) if name else None
@@ -101,8 +105,6 @@ def _malloc_trim() -> Optional[Callable[[int], int]]:
     except OSError:
         return None
 
-
-_MALLOC_TRIM = _malloc_trim()
 
 
 def _mark_freed() -> None:
@@ -119,13 +121,13 @@ def _trim_after_collection(phase: str, info: Dict[str, int]) -> None:
         return
     with _trim_lock:
         _trim_pending = False
-    _MALLOC_TRIM(0)
+    _malloc_trim()(0)
 
 
 def return_memory_when_freed(model: Any) -> None:
     """When ``model`` is freed, return its memory to the system at the next garbage collection
     (glibc only; elsewhere the allocator decides)."""
-    if _MALLOC_TRIM is None:
+    if _malloc_trim() is None:
         return
     weakref.finalize(model, _mark_freed)
     if _trim_after_collection not in gc.callbacks:
