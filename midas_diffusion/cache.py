@@ -220,6 +220,7 @@ def load_depth_model(
     if not name_or_path:
         raise ValueError("no depth model given: pick a zoo model or give a checkpoint file or folder")
     cache = default_cache() if cache is None else cache
+    dtype = "auto" if dtype is None else dtype  # one cache entry for both spellings of the default
     device_t = torch.device(device) if device is not None else None
     weights = str(weights_dir) if weights_dir else os.environ.get("MIDAS_DIFFUSION_WEIGHTS", "")
     key = (*weights_key(str(name_or_path), weights or None), str(device_t), str(dtype), weights,
@@ -229,7 +230,7 @@ def load_depth_model(
         # loaded in float32 and cast once on its device ("auto" resolves there, for this model)
         est = DepthEstimator.from_pretrained(str(name_or_path), weights_dir=weights_dir or None,
                                              dtype=torch.float32, **kwargs)
-        return est.to(device_t, "auto" if dtype is None else dtype)  # names resolve for device_t and this model
+        return est.to(device_t, dtype)  # names resolve for device_t and this model
 
     est = cache.get("depth", key, load)
     if device_t is not None and torch.device(est.device) != device_t:

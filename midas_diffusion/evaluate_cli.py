@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from .cli import _positive_int  # the depth command's own check
+
 TABLE_ORDER = ("diw", "eth3d", "sintel", "tum", "kitti", "nyu", "folder")
 DATASET_LABELS = {"diw": "DIW", "eth3d": "ETH3D", "sintel": "Sintel", "tum": "TUM", "kitti": "KITTI", "nyu": "NYU",
                   "folder": "folder"}
@@ -46,13 +48,6 @@ def _datasets(text: str) -> List[str]:
     if bad:
         raise argparse.ArgumentTypeError(f"unknown dataset(s) {bad}; choose from {', '.join(DATASETS)}")
     return items
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def _positive_float(text: str) -> float:
@@ -122,21 +117,9 @@ def read_record(path: Path, protocol: Dict) -> Optional[Dict]:
 
 
 # ------------------------------------------------------------------------------------ prediction
-def first_raw(out):
-    """The (H,W) raw prediction of a one-image ``DepthOutput`` (tensor or list form)."""
-    raw = out.raw
-    if isinstance(raw, (list, tuple)):
-        raw = raw[0]
-    return raw.reshape(raw.shape[-2:]) if raw.ndim != 4 else raw[0, 0]
-
-
-def _predict(est, image, shape):
-    import torch.nn.functional as F
-
-    raw = first_raw(est(image))
-    if tuple(raw.shape) != tuple(shape):
-        raw = F.interpolate(raw[None, None], size=tuple(shape), mode="bicubic", align_corners=False)[0, 0]
-    return raw
+def _predict(est, image):
+    """The (H,W) raw prediction for one image array, at the image's size."""
+    return est(image).raw[0, 0]
 
 
 def _load_estimator(model: str, args):
@@ -235,10 +218,10 @@ def _score(est, reader, todo, paths, proto, protocol, dataset, label, model, arg
         try:
             sample = reader.load(ref)
             if not warm:  # a model's first call (allocations, kernel choice) is not timed
-                _predict(est, sample.image, sample.image.shape[:2])
+                _predict(est, sample.image)
                 warm = True
             start = time.perf_counter()
-            raw = _predict(est, sample.image, sample.image.shape[:2])
+            raw = _predict(est, sample.image)
             record["seconds"] = time.perf_counter() - start
         except (LayoutError, ValueError, OSError) as exc:  # the user's files: reported, not stored, retried next run
             failed += 1

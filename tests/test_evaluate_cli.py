@@ -83,11 +83,11 @@ def test_resume_after_limit_and_after_a_kill(tmp_path, capsys, monkeypatch, smal
         path.unlink()
     real, calls = evaluate_cli._predict, []
 
-    def killed_on_the_second_sample(est, image, shape):
+    def killed_on_the_second_sample(est, image):
         calls.append(1)
         if len(calls) == 3:  # an untimed warm-up call, the first sample, then the kill
             raise KeyboardInterrupt
-        return real(est, image, shape)
+        return real(est, image)
 
     monkeypatch.setattr(evaluate_cli, "_predict", killed_on_the_second_sample)
     with pytest.raises(KeyboardInterrupt):
