@@ -28,6 +28,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 import comfyui_engine  # noqa: E402
 from comfyui_engine import ComfyServer  # noqa: E402
 
+PROBE = "10"  # the probe node's id in every graph
+
 
 def rss_mib(server: ComfyServer) -> float:
     import psutil
@@ -67,7 +69,7 @@ def depth_graph(model: str, weights_dir: str, prefix: str) -> dict:
                                                           "fov_deg": 60.0, "near": 1.0, "far": 10.0,
                                                           "max_depth_jump": 0.1, "filename_prefix": f"{prefix}_glb",
                                                           "output_dir": ""}},
-        "10": {"class_type": "MidasTestProbe", "inputs": {"label": prefix, "depth_model": ["2", 0]}},
+        PROBE: {"class_type": "MidasTestProbe", "inputs": {"label": prefix, "depth_model": ["2", 0]}},
     }
 
 
@@ -80,14 +82,20 @@ def stylize_graph(base: str, prefix: str) -> dict:
                          "resolution": 0, "percentile_low": 0.0, "percentile_high": 100.0, "gamma": 1.0,
                          "invert": False, "device": "auto", "dtype": "float32"}},
         "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": prefix}},
-        "10": {"class_type": "MidasTestProbe", "inputs": {"label": prefix}},
+        PROBE: {"class_type": "MidasTestProbe", "inputs": {"label": prefix}},
     }
+
+
+def given_back(row: dict) -> str:
+    """The share of the graph's memory that /free gave back ('-' when the graph took none)."""
+    return "-" if row["given_back"] is None else f"{row['given_back']:.0%}"
 
 
 def probe(run) -> dict:
     if run.status != "success":
         raise SystemExit(f"prompt failed: {run.http_status} {run.response} {run.messages('execution_error')}")
-    return next(v["probe"][0] for v in run.history["outputs"].values() if "probe" in v)
+    (report,) = run.ui(PROBE)["probe"]
+    return report
 
 
 def measure(server: ComfyServer, name: str, graph: dict) -> dict:
@@ -155,7 +163,7 @@ def main(argv=None) -> int:
     print(f"{'graph':40s} {'idle':>7s} {'graph':>7s} {'/free':>7s} {'again':>7s} {'given back':>10s}")
     for r in rows:
         print(f"{r['graph']:40s} {r['idle_mib']:7d} {r['after_graph_mib']:7d} {r['after_free_mib']:7d} "
-              f"{r['after_next_run_mib']:7d} {r['given_back']:10.0%}  (MiB; next run loaded again: "
+              f"{r['after_next_run_mib']:7d} {given_back(r):>10s}  (MiB; next run loaded again: "
               f"{r['next_run_loaded_again']})")
     return 0
 
