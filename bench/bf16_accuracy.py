@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import gc
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -35,23 +34,13 @@ import midas_diffusion as md  # noqa: E402
 from midas_diffusion.checkpoints import load_into  # noqa: E402
 from photos import synthetic_photo  # noqa: E402
 from reference import fixture, official_checkpoint  # noqa: E402
+from throughput import median_seconds  # noqa: E402
 
 
 def _minmax(y: torch.Tensor) -> torch.Tensor:
     flat = y.reshape(y.shape[0], -1).double()
     lo, hi = flat.amin(1, keepdim=True), flat.amax(1, keepdim=True)
     return (flat - lo) / (hi - lo).clamp_min(1e-30)
-
-
-def _forward_seconds(est, x, iters: int) -> float:
-    with torch.inference_mode():
-        est.predict_raw(x)  # warm-up (kernel selection, caches)
-        times = []
-        for _ in range(iters):
-            start = time.perf_counter()
-            est.predict_raw(x)
-            times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
 
 
 def measure(name: str, photos, iters: int, official: bool) -> dict:
@@ -71,7 +60,7 @@ def measure(name: str, photos, iters: int, official: bool) -> dict:
         with torch.inference_mode():
             fixture_out = est.predict_raw(x)
         photo_outs = [est(p).disparity for p in photos]
-        seconds[dtype] = _forward_seconds(est, x[:1], iters) if iters else float("nan")
+        seconds[dtype] = median_seconds(est.predict_raw, x[:1], iters, 1, torch.device("cpu")) if iters else float("nan")
         if dtype == torch.float32:
             fp32 = (fixture_out, photo_outs)
         else:
