@@ -62,6 +62,20 @@ def matmul_gflops(device, dtype, n: int, iters: int = 5) -> float:
     return 2 * n**3 / seconds / 1e9
 
 
+def build(name: str, with_transformers: bool):
+    """Our network and (where transformers has the model) transformers' one, holding the same weights."""
+    torch.manual_seed(0)
+    config = transformers_config(name) if with_transformers else None
+    ours = md.create_model(name)
+    hf = None
+    if config is not None:
+        from transformers import DPTForDepthEstimation
+
+        hf = DPTForDepthEstimation(config).eval()
+        load_into(ours, hf.state_dict(), model_name=name)
+    return ours.eval(), hf
+
+
 def forward_flops(model, x) -> int:
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -154,16 +168,8 @@ def main(argv=None) -> int:
         if key not in built:
             built.clear()
             gc.collect()
-            torch.manual_seed(0)
-            hf = None
-            hf_config = None if args.no_transformers else transformers_config(name)
-            ours = md.create_model(name)
-            if hf_config is not None:
-                from transformers import DPTForDepthEstimation
-
-                hf = DPTForDepthEstimation(hf_config).eval()
-                load_into(ours, hf.state_dict(), model_name=name)
-            built[key] = (ours.eval().to(device, dtype), hf)
+            ours, hf = build(name, not args.no_transformers)
+            built[key] = (ours.to(device, dtype), hf)
         ours, hf = built[key]
         h, w = md.get_model_spec(name).net_size
         x = (torch.rand(batch, 3, h, w, generator=torch.Generator().manual_seed(1)) * 2 - 1).to(device, dtype)

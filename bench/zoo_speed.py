@@ -32,11 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import midas_diffusion as md  # noqa: E402
-from depth_speed import transformers_config  # noqa: E402
-from midas_diffusion.checkpoints import load_into  # noqa: E402
 from midas_diffusion.cuda_graphs import GraphedForward  # noqa: E402
 from midas_diffusion.precision import resolve_dtype  # noqa: E402
-from throughput import forward_flops, matmul_gflops, median_seconds  # noqa: E402
+from throughput import build, forward_flops, matmul_gflops, median_seconds  # noqa: E402
 
 DEFAULT_SETTINGS = {
     "cpu": "1:fp32,1:auto",
@@ -56,20 +54,6 @@ class Setting(NamedTuple):
         if len(parts) not in (2, 3) or not parts[0].isdigit() or (len(parts) == 3 and parts[2] != "graphs"):
             raise argparse.ArgumentTypeError(f"a setting is batch:dtype[:graphs], e.g. 1:bf16 or 1:auto:graphs; got {text!r}")
         return cls(int(parts[0]), parts[1], len(parts) == 3)
-
-
-def build(name: str, with_transformers: bool):
-    """Our network and (where transformers has the model) transformers' one, holding the same weights."""
-    torch.manual_seed(0)
-    config = transformers_config(name) if with_transformers else None
-    ours = md.create_model(name)
-    hf = None
-    if config is not None:
-        from transformers import DPTForDepthEstimation
-
-        hf = DPTForDepthEstimation(config).eval()
-        load_into(ours, hf.state_dict(), model_name=name)
-    return ours.eval(), hf
 
 
 def run(args) -> int:
