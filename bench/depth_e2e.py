@@ -38,11 +38,7 @@ import midas_diffusion as md  # noqa: E402
 from midas_diffusion.images import to_compact_tensors, to_device  # noqa: E402
 from midas_diffusion.transforms import prepare_compact  # noqa: E402
 from photos import synthetic_photo  # noqa: E402
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+from throughput import sync  # noqa: E402
 
 
 CLOCK = {"wall": time.perf_counter, "cpu": time.process_time}
@@ -64,7 +60,6 @@ def median_ms(fn, iters: int, device: torch.device) -> float:
 def build(name: str, quick: bool, device: torch.device, dtype: str) -> md.DepthEstimator:
     torch.manual_seed(0)
     est = md.DepthEstimator(md.create_model(name, reduced=quick), md.get_model_spec(name))
-    est.reduced = quick
     return est.to(device, dtype)
 
 
@@ -151,7 +146,7 @@ def main(argv=None) -> int:
           f" ({args.clock} clock)"
           f"{', REDUCED models' if args.quick else ''}")
     kinds = ["PIL", "numpy", "cpu tensor"] + (["cuda tensor", "cuda>same"] if cuda else [])
-    head = f"| model | net in | net ms | " + " | ".join(f"{k} ms" for k in kinds) + " | share PIL | x net PIL | " + \
+    head = "| model | net in | net ms | " + " | ".join(f"{k} ms" for k in kinds) + " | share PIL | x net PIL | " + \
            ("x net cuda tensor |" if cuda else "x net cpu tensor |")
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
@@ -177,8 +172,9 @@ def main(argv=None) -> int:
         threads = args.decode_threads or default_decode_threads()
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
-            for i in range(count):
-                Image.fromarray(synthetic_photo(height, width, seed=i % 4)).save(folder / f"photo{i:03d}.jpg", quality=90)
+            samples = [Image.fromarray(photo)] + [Image.fromarray(synthetic_photo(height, width, seed=s)) for s in (1, 2, 3)]
+            for i in range(count):  # four different photos, each made once
+                samples[i % 4].save(folder / f"photo{i:03d}.jpg", quality=90)
             print(f"# folder: {count} {width}x{height} JPEGs, batch {batch}, writes {args.folder_format}, "
                   f"{threads} decoding threads")
             print("| model | depth command img/s | network only img/s | share |")
