@@ -27,8 +27,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import midas_diffusion as md  # noqa: E402
 from midas_diffusion.checkpoints import load_into  # noqa: E402
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
 
 def transformers_config(name: str):
     """A transformers DPTConfig of the same architecture as zoo model ``name`` (None if it has none)."""
@@ -134,8 +132,8 @@ def main(argv=None) -> int:
         h, w = spec.net_size
         hf_config = None if args.no_transformers else transformers_config(name)
         for dtype_name in args.dtypes.split(","):
-            # "auto": what DepthEstimator/the CLI choose for this model on this device (precision.py)
-            dtype = md.resolve_dtype("auto", device, name) if dtype_name == "auto" else DTYPES[dtype_name]
+            # a name (fp32, bf16, ...) or "auto": what DepthEstimator/the CLI choose for this model here
+            dtype = md.resolve_dtype(dtype_name, device, name)
             torch.manual_seed(0)
             hf = None
             if hf_config is not None:
