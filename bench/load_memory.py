@@ -45,16 +45,15 @@ def _write(name: str, folder: Path) -> None:
 
     import midas_diffusion as md
 
-    state = {k: v.contiguous() for k, v in md.create_model(name).state_dict().items()}
+    model = md.create_model(name)
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
     torch.save(state, folder / "weights.pt")
     save_file(state, str(folder / "weights.safetensors"))
     nbytes = sum(v.numel() * v.element_size() for v in state.values())
     try:  # the pipelines' saved depth component (needs diffusers)
         from midas_diffusion.pipelines.components import MidasDepthEstimator
 
-        model = md.create_model(name)
-        model.load_state_dict(state)
-        est = md.DepthEstimator(model, md.get_model_spec(name))
+        est = md.DepthEstimator(model, md.get_model_spec(name))  # the same weights as the files
         MidasDepthEstimator.from_estimator(est).save_pretrained(folder / "component")
     except ImportError:
         pass
