@@ -139,11 +139,10 @@ def preprocessor_class(Preprocessor: type, PreprocessorParameter: type) -> type:
             res = 0 if self.fixed_size else clamp_resolution(resolution, self.name)
             low, high = (_slider_value(n, v) for n, v in zip(SLIDERS, (slider_1, slider_2)))
             settings = depth_settings(res, low, high, gamma)
-            runner = runtime.at_resolution(est, settings.pop("processing_resolution"))
             image = np.asarray(input_image)
             if image.ndim == 3 and image.shape[2] == 4:
                 image = image[..., :3]
-            return runner(image, **settings).disparity[0, 0].numpy()
+            return runtime.disparity_map(est, image, **settings)
 
         def __call__(self, input_image, resolution=None, slider_1=None, slider_2=None, slider_3=None,
                      input_mask=None, **kwargs):
@@ -243,8 +242,7 @@ def tab_depth(image, model, resolution=0, percentile_low=0.0, percentile_high=10
     source = model if os.path.exists(str(model)) else get_spec("model").check(model)  # a zoo name, file or folder
     est = runtime.load_estimator(source, device=_host_device())
     settings = depth_settings(resolution, percentile_low, percentile_high, gamma, invert)
-    runner = runtime.at_resolution(est, settings.pop("processing_resolution"))
-    disparity = runner(np.asarray(image)[..., :3], **settings).disparity[0, 0].numpy()
+    disparity = runtime.disparity_map(est, np.asarray(image)[..., :3], **settings)
     folder = output_dir or _output_dir()
     stem = folder / f"{Path(str(model)).name}-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**6:06d}"
     png = write_png16(stem.with_suffix(".png"), disparity)

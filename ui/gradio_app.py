@@ -175,9 +175,7 @@ class StylizeService:
     def depth(self, image, model, resolution, low, high, gamma, invert):
         rgb, _ = self.read_image(image)
         settings = P.depth_settings(resolution, low, high, gamma, invert)
-        runner = runtime.at_resolution(self.depth_model(model), settings.pop("processing_resolution"))
-        disparity = runner(rgb, **settings).disparity[0, 0].numpy()
-        return rgb, disparity
+        return rgb, runtime.disparity_map(self.depth_model(model), rgb, **settings)
 
     def write_depth_files(self, disparity: np.ndarray, stem: str) -> Tuple[str, str]:
         from PIL import Image

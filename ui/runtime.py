@@ -87,6 +87,13 @@ def at_resolution(est: DepthEstimator, resolution: Optional[int]) -> DepthEstima
     return est.at_resolution(resolution)
 
 
+def disparity_map(est: DepthEstimator, image: Any, processing_resolution: Optional[int] = None, percentile=None,
+                  gamma: float = 1.0, invert: bool = False):
+    """One image's (H,W) float32 disparity as a numpy array; the settings are ``params.depth_settings``'."""
+    runner = at_resolution(est, processing_resolution)
+    return runner(image, percentile=percentile, gamma=gamma, invert=invert).disparity[0, 0].numpy()
+
+
 def check_frames(frames: Any) -> None:
     """ValueError unless ``frames`` is a (B,H,W,C) tensor with C in 1, 3, 4 (ComfyUI's IMAGE)."""
     if not isinstance(frames, torch.Tensor) or frames.ndim != 4 or frames.shape[-1] not in (1, 3, 4):
