@@ -208,12 +208,10 @@ class MidasDepthStylize:
 
 def _held_pipeline(load: Callable[[], Any], load_device: torch.device, exclude: Tuple[str, ...] = ()):
     """``load()``'s pipeline (through ``_MODELS``) with a ComfyUI patcher over its torch modules
-    (those named in ``exclude`` have their own); one loaded just now gives its memory back to the
-    system once ComfyUI drops it."""
-    loads = _MODELS.counts()["loads"]
+    (those named in ``exclude`` have their own); it gives its memory back to the system once ComfyUI
+    drops it."""
     pipe = load()
-    if _MODELS.counts()["loads"] != loads:
-        host.return_memory_when_freed(pipe)
+    host.return_memory_when_freed(pipe)
     modules = {name: module for name, module in pipe.components.items()
                if isinstance(module, torch.nn.Module) and name not in exclude}
     host.attach_patcher(pipe, modules, load_device)

@@ -124,11 +124,15 @@ def _trim_after_collection(phase: str, info: Dict[str, int]) -> None:
     _malloc_trim()(0)
 
 
+_watched: "weakref.WeakSet[Any]" = weakref.WeakSet()
+
+
 def return_memory_when_freed(model: Any) -> None:
     """When ``model`` is freed, return its memory to the system at the next garbage collection
-    (glibc only; elsewhere the allocator decides)."""
-    if _malloc_trim() is None:
+    (glibc only; elsewhere the allocator decides). Calling it again for the same model does nothing."""
+    if _malloc_trim() is None or model in _watched:
         return
+    _watched.add(model)
     weakref.finalize(model, _mark_freed)
     if _trim_after_collection not in gc.callbacks:
         gc.callbacks.append(_trim_after_collection)
