@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import midas_diffusion as md  # noqa: E402
-from midas_diffusion.checkpoints import load_into  # noqa: E402
+from midas_diffusion.loading.checkpoints import load_into  # noqa: E402
 from photos import synthetic_photo  # noqa: E402
 from reference import fixture, official_checkpoint  # noqa: E402
 from throughput import median_seconds  # noqa: E402
@@ -93,8 +93,8 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from midas_diffusion.images import load_image_file
-    from midas_diffusion.precision import Bf16Error, bf16_error_is_visible, cpu_has_native_bf16
+    from midas_diffusion.io.images import load_image_file
+    from midas_diffusion.inference.precision import Bf16Error, bf16_error_is_visible, cpu_has_native_bf16
 
     photos = [synthetic_photo(480, 640, seed) for seed in range(args.synthetic)]
     photos += [load_image_file(p) for p in args.photos]

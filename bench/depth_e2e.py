@@ -35,8 +35,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import midas_diffusion as md  # noqa: E402
-from midas_diffusion.images import to_compact_tensors, to_device  # noqa: E402
-from midas_diffusion.transforms import prepare_compact  # noqa: E402
+from midas_diffusion.io.images import to_compact_tensors, to_device  # noqa: E402
+from midas_diffusion.inference.transforms import prepare_compact  # noqa: E402
 from photos import synthetic_photo  # noqa: E402
 from throughput import sync  # noqa: E402
 
@@ -91,18 +91,20 @@ def part_one(est: md.DepthEstimator, photo: np.ndarray, iters: int) -> dict:
 
 def part_two(est: md.DepthEstimator, folder: Path, batch: int, fmt: str, threads: int, iters: int) -> tuple:
     """(CLI images/s, network-only images/s) at ``batch``."""
-    from midas_diffusion import cli
+    from midas_diffusion.cli import build_parser
+    from midas_diffusion.cli.depth import Counts, run_images
+    from midas_diffusion.cli.inputs import output_paths
 
     files = sorted(folder.glob("*.jpg"))
-    args = cli.build_parser().parse_args(
+    args = build_parser().parse_args(
         ["depth", str(folder), "-o", str(folder / "out"), "--batch-size", str(batch), "--format", fmt,
          "--no-progress", "--overwrite", "--decode-threads", str(threads)])
     outdir = folder / "out"
 
     def run_folder():
-        todo = [(f, cli.output_paths(outdir, Path(f.stem), args.format)) for f in files]
-        counts = cli._Counts()
-        cli._run_images(est, todo, args, counts, progress=False)
+        todo = [(f, output_paths(outdir, Path(f.stem), args.format)) for f in files]
+        counts = Counts()
+        run_images(est, todo, args, counts, progress=False)
         assert counts.done == len(files), (counts.done, counts.failed)
 
     seconds = median_ms(run_folder, max(1, iters // 2), est.device) / 1000
@@ -167,7 +169,7 @@ def main(argv=None) -> int:
 
         batch = args.batch_size or (16 if cuda else 4)
         folder_models = (args.folder_models or ",".join(models[:2])).split(",")
-        from midas_diffusion.batching import default_decode_threads
+        from midas_diffusion.cli.batching import default_decode_threads
 
         threads = args.decode_threads or default_decode_threads()
         with tempfile.TemporaryDirectory() as tmp:

@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import midas_diffusion as md  # noqa: E402
-from midas_diffusion.checkpoints import load_into  # noqa: E402
+from midas_diffusion.loading.checkpoints import load_into  # noqa: E402
 
 
 def transformers_config(name: str):

@@ -15,7 +15,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from midas_diffusion.rgbd import export_glb, export_ply  # noqa: E402
+from midas_diffusion.io.rgbd import export_glb, export_ply  # noqa: E402
 
 
 def scene(size: int):

@@ -8,7 +8,7 @@ process's peak resident memory (RSS): the figure is (peak RSS - RSS before loadi
 copy of the weights). The RSS before loading is the process after ``import midas_diffusion``
 (torch, timm), which is the same for every row; the total peak is printed too.
 
-Paths: ``lean`` is ``midas_diffusion.factory.load_model`` (``create_model(name, checkpoint)`` and
+Paths: ``lean`` is ``midas_diffusion.loading.factory.load_model`` (``create_model(name, checkpoint)`` and
 ``DepthEstimator.from_pretrained`` use it): built on the meta device, tensors read into memory the
 model then owns. ``component`` is ``MidasDepthEstimator.from_zoo`` (the diffusers component of the
 pipelines, which wraps the loaded estimator without a second network). ``saved`` is
@@ -63,8 +63,8 @@ def _write(name: str, folder: Path) -> None:
 def _load(name: str, path: Path, how: str) -> None:
     """Child: load ``path`` the ``how`` way and print the RSS figures as JSON."""
     import midas_diffusion  # noqa: F401  (torch, timm: part of the baseline, like in any host)
-    from midas_diffusion.checkpoints import load_into
-    from midas_diffusion.factory import create_model, load_model
+    from midas_diffusion.loading.checkpoints import load_into
+    from midas_diffusion.loading.factory import create_model, load_model
 
     if how in ("component", "saved"):  # diffusers is part of the baseline here (a pipeline process imports it anyway)
         from midas_diffusion.pipelines.components import MidasDepthEstimator
@@ -102,7 +102,7 @@ def main(argv=None) -> None:
     if args._load:
         return _load(args._load[0], Path(args._load[1]), args._load[2])
 
-    from midas_diffusion._registry import resolve_name
+    from midas_diffusion.zoo.registry import resolve_name
 
     name = resolve_name(args.model)
     with tempfile.TemporaryDirectory() as tmp:

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import midas_diffusion as md  # noqa: E402
 from depth_speed import transformers_config  # noqa: E402
-from midas_diffusion.checkpoints import load_into  # noqa: E402
+from midas_diffusion.loading.checkpoints import load_into  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 FULL_MODELS = "midas_v21_small_256,dpt_swin2_base_384,dpt_beit_large_512"
@@ -88,7 +88,7 @@ def flicker_report(device, frames: int = 16) -> str:
     """Flicker of a static scene: per-frame normalization vs the sequence normalizer."""
     import numpy as np
 
-    from midas_diffusion.temporal import SequenceNormalization, SequenceNormalizer, flicker, thumbnail
+    from midas_diffusion.inference.temporal import SequenceNormalization, SequenceNormalizer, flicker, thumbnail
 
     rng = np.random.default_rng(0)
     y, x = np.mgrid[0:192, 0:256]

@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import midas_diffusion as md  # noqa: E402
-from midas_diffusion.cuda_graphs import GraphedForward  # noqa: E402
-from midas_diffusion.precision import resolve_dtype  # noqa: E402
+from midas_diffusion.inference.cuda_graphs import GraphedForward  # noqa: E402
+from midas_diffusion.inference.precision import resolve_dtype  # noqa: E402
 from throughput import build, forward_flops, matmul_gflops, median_seconds  # noqa: E402
 
 DEFAULT_SETTINGS = {

@@ -5,17 +5,17 @@
 ['dpt_beit_large_512', 'dpt_beit_large_384']
 """
 
-from . import zoo as _zoo  # registers the models
-from ._registry import DEFAULT_MODEL, get_model_spec, list_models
-from .checkpoints import CheckpointError
-from .config import ModelSpec, PreprocessConfig, WeightFile
-from .estimator import DepthEstimator
-from .factory import create_model
-from .images import ImageError
-from .outputs import DepthOutput
-from .precision import resolve_dtype
-from .transforms import network_input_size, normalize_disparity
-from .weights import WeightsNotFoundError, default_weights_dir
+from .zoo import specs as _specs  # noqa: F401  (registers the models)
+from .zoo.registry import DEFAULT_MODEL, get_model_spec, list_models
+from .loading.checkpoints import CheckpointError
+from .zoo.config import ModelSpec, PreprocessConfig, WeightFile
+from .inference.estimator import DepthEstimator
+from .loading.factory import create_model
+from .io.images import ImageError
+from .inference.outputs import DepthOutput
+from .inference.precision import resolve_dtype
+from .inference.transforms import network_input_size, normalize_disparity
+from .loading.weights import WeightsNotFoundError, default_weights_dir
 
 __all__ = [
     "DEFAULT_MODEL",

@@ -1,6 +1,6 @@
 """``pipeline(image, prompt)`` and ``load_pipeline(...)``: one call for the main job.
 
-Loaded pipelines and depth models live in one bounded cache (``midas_diffusion.cache.ModelCache``,
+Loaded pipelines and depth models live in one bounded cache (``midas_diffusion.inference.cache.ModelCache``,
 by default the process-wide one: 1 pipeline, 2 depth models, least recently used evicted first),
 keyed by (method, base, depth model, control model, dtype, device); the depth component caches the
 depth of each image as well. ``cache=None`` loads a fresh, uncached pipeline.
@@ -16,7 +16,7 @@ from typing import Any, Dict, Optional, Type, Union
 import torch
 
 from midas_diffusion import DepthEstimator
-from midas_diffusion.cache import ModelCache, default_cache, load_depth_model
+from midas_diffusion.inference.cache import ModelCache, default_cache, load_depth_model
 
 from midas_diffusion import DEFAULT_MODEL as DEFAULT_DEPTH_MODEL
 
@@ -35,7 +35,7 @@ def _cache(cache: CacheArg) -> Optional[ModelCache]:
     if cache is None or cache is False:
         return None
     if not isinstance(cache, ModelCache):
-        raise TypeError(f"cache must be a midas_diffusion.cache.ModelCache, True or None, got {type(cache).__name__}")
+        raise TypeError(f"cache must be a midas_diffusion.inference.cache.ModelCache, True or None, got {type(cache).__name__}")
     return cache
 
 SCHEDULERS = {

@@ -12,7 +12,7 @@ from pathlib import Path
 
 def add_parsers(sub) -> None:
     from midas_diffusion import DEFAULT_MODEL
-    from midas_diffusion.cli import _parse_percentile, parse_export_formats
+    from midas_diffusion.cli.args import parse_export_formats, parse_percentile
 
     from .api import SCHEDULERS
     from .methods import DEFAULT_METHOD, METHODS
@@ -34,7 +34,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--num-images", type=int, default=1)
     p.add_argument("--scheduler", choices=list(SCHEDULERS), default=None)
     p.add_argument("--resolution", type=int, default=None, help="depth processing resolution")
-    p.add_argument("--percentile", type=_parse_percentile, default=None)
+    p.add_argument("--percentile", type=parse_percentile, default=None)
     p.add_argument("--gamma", type=float, default=1.0)
     p.add_argument("--invert", action="store_true")
     p.add_argument("--mask", default=None, help="subject mask image (white = subject; alpha used if present)")
@@ -97,7 +97,7 @@ def _add_geometry_arguments(p) -> None:
 
 def export_rgbd(stem: Path, rgb, disparity, formats, args) -> list:
     """Write STEM.ply / STEM.glb for one RGBD image; returns the paths written."""
-    from midas_diffusion.rgbd import export_glb, export_ply
+    from midas_diffusion.io.rgbd import export_glb, export_ply
 
     written = []
     for fmt in formats:
@@ -113,7 +113,7 @@ def export_rgbd(stem: Path, rgb, disparity, formats, args) -> list:
 def _load_mask(path):
     import numpy as np
 
-    from midas_diffusion.images import load_image_file
+    from midas_diffusion.io.images import load_image_file
 
     img = load_image_file(path)
     if img.mode in ("RGBA", "LA"):
@@ -124,7 +124,7 @@ def _load_mask(path):
 def run_stylize(args) -> int:
     import torch
 
-    from midas_diffusion.writers import atomic_path, write_png16
+    from midas_diffusion.io.writers import atomic_path, write_png16
 
     from .api import pipeline
 
@@ -181,8 +181,8 @@ def run_stylize(args) -> int:
 def run_rgbd(args) -> int:
     import numpy as np
 
-    from midas_diffusion.rgbd import export_side_by_side
-    from midas_diffusion.writers import atomic_path, write_png16
+    from midas_diffusion.io.rgbd import export_side_by_side
+    from midas_diffusion.io.writers import atomic_path, write_png16
 
     from .api import load_rgbd_pipeline
 

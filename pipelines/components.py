@@ -24,7 +24,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 
 from midas_diffusion import DEFAULT_MODEL, DepthEstimator, get_model_spec
-from midas_diffusion.images import DEFAULT_MAX_PIXELS, to_compact_tensors
+from midas_diffusion.io.images import DEFAULT_MAX_PIXELS, to_compact_tensors
 
 WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 
@@ -117,7 +117,7 @@ class MidasDepthEstimator(ModelMixin, ConfigMixin):
         weights = next((folder / name for name in WEIGHT_FILES if (folder / name).is_file()), None)
         if weights is None:
             raise ValueError(f"{str(folder)!r} holds no weights ({' or '.join(WEIGHT_FILES)})")
-        from midas_diffusion.checkpoints import OwnedStateDict, read_state_dict
+        from midas_diffusion.loading.checkpoints import OwnedStateDict, read_state_dict
 
         # the tensors were read for this load only: the model takes them without a copy
         state = OwnedStateDict((k[len("net."):], v) for k, v in read_state_dict(weights).items() if k.startswith("net."))

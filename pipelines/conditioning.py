@@ -10,7 +10,7 @@ from typing import Any, Optional
 import torch
 import torch.nn.functional as F
 
-from midas_diffusion.maps import to_map_tensor
+from midas_diffusion.io.maps import to_map_tensor
 
 
 def check_disparity(disparity: Any, height: Optional[int] = None, width: Optional[int] = None) -> torch.Tensor:

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from diffusers.utils import BaseOutput
 
-from midas_diffusion.images import to_compact_tensors, to_float_rgb
+from midas_diffusion.io.images import to_compact_tensors, to_float_rgb
 
 from .components import DepthSettings
 from .conditioning import apply_background, check_background, check_disparity

@@ -7,7 +7,7 @@ import weakref
 import pytest
 import torch
 
-from midas_diffusion.cache import ModelCache, default_cache, load_depth_model
+from midas_diffusion.inference.cache import ModelCache, default_cache, load_depth_model
 
 
 class Model:

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 import midas_diffusion as md
-from midas_diffusion.checkpoints import CheckpointError, check_fit, load_into, read_state_dict, to_model_layout
+from midas_diffusion.loading.checkpoints import CheckpointError, check_fit, load_into, read_state_dict, to_model_layout
 
 from reference import official_key_shapes
 
@@ -202,7 +202,7 @@ def test_reduced_models_round_trip_through_every_format_and_order(name, tmp_path
 def test_every_zoo_model_is_built_without_weights_for_loading(name):
     """Every computed buffer of every zoo model can be computed after a meta build, so loading never
     makes random weights first (the fallback to a normal build is for older timm only)."""
-    from midas_diffusion.factory import _build_without_weights
+    from midas_diffusion.loading.factory import _build_without_weights
 
     spec = md.get_model_spec(name)
     model = _build_without_weights(spec, spec.arch)
@@ -215,7 +215,7 @@ def test_every_zoo_model_is_built_without_weights_for_loading(name):
 
 
 def test_load_model_takes_file_tensors_without_a_second_copy(tmp_path):
-    from midas_diffusion.factory import load_model
+    from midas_diffusion.loading.factory import load_model
 
     state = md.create_model("dpt_swin2_tiny_256", reduced=True).state_dict()
     _save(state, tmp_path / "w.safetensors", "safetensors")
@@ -231,7 +231,7 @@ def test_load_model_takes_file_tensors_without_a_second_copy(tmp_path):
 
 
 def test_a_callers_state_dict_is_copied_not_shared():
-    from midas_diffusion.factory import load_model
+    from midas_diffusion.loading.factory import load_model
 
     state = md.create_model("dpt_levit_224", reduced=True).state_dict()
     half = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
@@ -245,8 +245,8 @@ def test_a_callers_state_dict_is_copied_not_shared():
 
 
 def test_an_owned_state_dict_is_taken_without_a_copy():
-    from midas_diffusion.checkpoints import OwnedStateDict
-    from midas_diffusion.factory import load_model
+    from midas_diffusion.loading.checkpoints import OwnedStateDict
+    from midas_diffusion.loading.factory import load_model
 
     state = {k: v.clone() for k, v in md.create_model("dpt_swin2_tiny_256", reduced=True).state_dict().items()}
     owned = OwnedStateDict(state)
@@ -259,7 +259,7 @@ def test_an_owned_state_dict_is_taken_without_a_copy():
 
 def test_a_saved_component_loads_with_one_copy_of_the_weights(tmp_path, monkeypatch):
     """MidasDepthEstimator.from_pretrained reads the weights for this load only: nothing is cloned."""
-    from midas_diffusion import checkpoints
+    from midas_diffusion.loading import checkpoints
     from midas_diffusion.pipelines.components import MidasDepthEstimator
 
     est = MidasDepthEstimator.from_estimator(md.DepthEstimator.from_pretrained("midas_v21_small_256", reduced=True,
@@ -275,7 +275,7 @@ def test_a_saved_component_loads_with_one_copy_of_the_weights(tmp_path, monkeypa
 
 
 def test_key_shapes_are_read_without_the_weights(tmp_path):
-    from midas_diffusion.checkpoints import read_key_shapes
+    from midas_diffusion.loading.checkpoints import read_key_shapes
 
     state = md.create_model("midas_v21_small_256", reduced=True).state_dict()
     for fmt in ("pt", "safetensors"):
@@ -314,7 +314,7 @@ def test_no_import_cycle_between_checkpoints_and_the_transformers_converter():
     import midas_diffusion
 
     root = Path(midas_diffusion.__file__).parent
-    for path in [root / "convert_transformers.py", root / "state_dicts.py", *sorted((root / "backbones").glob("*.py"))]:
+    for path in [root / "loading" / "convert_transformers.py", root / "zoo" / "state_dicts.py", *sorted((root / "zoo" / "backbones").glob("*.py"))]:
         tree = ast.parse(path.read_text())
         imported = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
         assert not [m for m in imported if m.split(".")[-1] in ("checkpoints", "factory", "estimator")], path

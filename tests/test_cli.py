@@ -5,7 +5,7 @@ from PIL import Image
 
 import midas_diffusion as md
 from midas_diffusion.cli import main
-from midas_diffusion.writers import read_pfm, read_png16, write_png16
+from midas_diffusion.io.writers import read_pfm, read_png16, write_png16
 
 from reference import recipe_init_
 
@@ -74,7 +74,7 @@ def test_png16_roundtrip_is_exact(tmp_path):
 
 
 def test_interrupted_write_leaves_no_file(tmp_path, monkeypatch):
-    from midas_diffusion import writers
+    from midas_diffusion.io import writers
 
     def boom(*args, **kwargs):
         raise KeyboardInterrupt

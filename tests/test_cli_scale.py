@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 import midas_diffusion as md
-from midas_diffusion import writers
+from midas_diffusion.io import writers
 from midas_diffusion.cli import main
-from midas_diffusion.writers import read_png16
+from midas_diffusion.io.writers import read_png16
 
 from reference import recipe_init_
 
@@ -131,7 +131,7 @@ def test_accelerate_launch_two_processes_gives_the_single_process_files(tmp_path
 def test_read_ahead_with_several_threads_keeps_order_and_reports_failures():
     import threading
 
-    from midas_diffusion.batching import read_ahead
+    from midas_diffusion.cli.batching import read_ahead
 
     threads = set()
 

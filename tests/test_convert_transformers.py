@@ -19,17 +19,17 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from midas_diffusion._registry import get_model_spec  # noqa: E402
-from midas_diffusion.checkpoints import (  # noqa: E402
+from midas_diffusion.zoo.registry import get_model_spec  # noqa: E402
+from midas_diffusion.loading.checkpoints import (  # noqa: E402
     CheckpointError,
     check_fit,
     load_into,
     read_state_dict,
     to_model_layout,
 )
-from midas_diffusion.convert_transformers import convert_transformers_dpt  # noqa: E402
-from midas_diffusion.factory import create_model  # noqa: E402
-from midas_diffusion.models import DepthModel  # noqa: E402
+from midas_diffusion.loading.convert_transformers import convert_transformers_dpt  # noqa: E402
+from midas_diffusion.loading.factory import create_model  # noqa: E402
+from midas_diffusion.zoo.model import DepthModel  # noqa: E402
 
 HF_HEAD = (32, 16, 32)  # transformers: fusion -> fusion/2 -> 32 -> 1
 TINY_VIT = dict(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=128, layer_norm_eps=1e-6)
@@ -294,7 +294,7 @@ def test_garbled_state_dict_is_an_error():
 
 def test_converter_does_not_import_transformers():
     """The converter only renames tensors: ``import midas_diffusion`` must not need transformers."""
-    import midas_diffusion.convert_transformers as module
+    import midas_diffusion.loading.convert_transformers as module
 
     tree = ast.parse(Path(module.__file__).read_text())
     imported = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
@@ -306,7 +306,7 @@ def test_converter_does_not_import_transformers():
 def test_each_family_brings_its_own_rules(name):
     """The driver holds no family switch: a model's encoder config names its rules, which live in
     that family's file, and a checkpoint of the family is recognized by them alone."""
-    from midas_diffusion.convert_transformers import BACKBONES, checkpoint_backbone, model_backbone
+    from midas_diffusion.loading.convert_transformers import BACKBONES, checkpoint_backbone, model_backbone
 
     model = zoo_model(name)
     family = model_backbone(model)
@@ -322,7 +322,7 @@ def test_each_family_brings_its_own_rules(name):
 
 @pytest.mark.parametrize("name", ["dpt_swin_large_384", "dpt_levit_224", "dpt_next_vit_large_384", "midas_v21_small_256"])
 def test_families_without_transformers_checkpoints_say_so(name):
-    from midas_diffusion.convert_transformers import model_backbone
+    from midas_diffusion.loading.convert_transformers import model_backbone
 
     with pytest.raises(CheckpointError, match="only for ViT, ViT-hybrid, BEiT and SwinV2"):
         model_backbone(create_model(name, reduced=True))

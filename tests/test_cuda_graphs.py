@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from midas_diffusion.cuda_graphs import GraphedForward
+from midas_diffusion.inference.cuda_graphs import GraphedForward
 
 
 def _net():

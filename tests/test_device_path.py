@@ -17,8 +17,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 import midas_diffusion as md
-from midas_diffusion.transforms import network_input_size
-
+from midas_diffusion.inference import transforms
+from midas_diffusion.inference.transforms import network_input_size
+from midas_diffusion.io import images
 
 TOLERANCE = 1e-5  # of the raw map's range
 
@@ -170,23 +171,23 @@ def test_banded_bicubic_enlargement_equals_interpolate(src, dst):
     coarse = torch.randn(2, 1, max(2, src[0] // 4), max(2, src[1] // 4), generator=g)
     smooth = F.interpolate(coarse, size=src, mode="bilinear", align_corners=False)  # like a prediction
     expected = F.interpolate(smooth, size=dst, mode="bicubic", align_corners=False)
-    got = md.transforms.resize(smooth, dst, "bicubic")
+    got = transforms.resize(smooth, dst, "bicubic")
     _assert_close(got, expected, f"{src}->{dst}")
 
 
 def test_compact_form_keeps_the_input_type_and_no_full_size_float():
     photo = _photo(30, 40)
-    (t,) = md.images.to_compact_tensors(Image.fromarray(photo))
+    (t,) = images.to_compact_tensors(Image.fromarray(photo))
     assert t.dtype == torch.uint8 and t.shape == (3, 30, 40) and torch.equal(t.permute(1, 2, 0), torch.from_numpy(photo))
-    (gray,) = md.images.to_compact_tensors(Image.fromarray(photo[..., 0], mode="L"))
+    (gray,) = images.to_compact_tensors(Image.fromarray(photo[..., 0], mode="L"))
     assert gray.shape == (1, 30, 40) and gray.dtype == torch.uint8
-    (deep,) = md.images.to_compact_tensors(Image.fromarray((photo[..., 0].astype(np.uint16) * 257)))
+    (deep,) = images.to_compact_tensors(Image.fromarray((photo[..., 0].astype(np.uint16) * 257)))
     assert deep.dtype == torch.uint16 and deep.shape == (1, 30, 40)
-    (arr,) = md.images.to_compact_tensors(photo)
+    (arr,) = images.to_compact_tensors(photo)
     assert arr.data_ptr() == torch.from_numpy(photo).data_ptr()  # a writable array is wrapped, not copied
-    (flt,) = md.images.to_compact_tensors(photo.astype(np.float32) / 255)
+    (flt,) = images.to_compact_tensors(photo.astype(np.float32) / 255)
     assert flt.dtype == torch.float32
-    rgb = md.images.to_rgb_tensors([Image.fromarray(photo), photo[..., 0]])
+    rgb = images.to_rgb_tensors([Image.fromarray(photo), photo[..., 0]])
     assert all(r.shape == (3, 30, 40) and r.dtype == torch.float32 and r.max() <= 1 for r in rgb)
 
 
@@ -196,9 +197,9 @@ def test_exif_orientation_applies_to_pil_images_everywhere(tmp_path):
     exif[0x0112] = 6
     Image.fromarray(pixels).save(tmp_path / "p.jpg", exif=exif)
     img = Image.open(tmp_path / "p.jpg")
-    assert md.images.to_compact_tensors(img)[0].shape == (3, 48, 64)
-    assert md.images.to_rgb_tensors(img)[0].shape == (3, 48, 64)
-    assert md.images.load_image_file(tmp_path / "p.jpg").size == (64, 48)
+    assert images.to_compact_tensors(img)[0].shape == (3, 48, 64)
+    assert images.to_rgb_tensors(img)[0].shape == (3, 48, 64)
+    assert images.load_image_file(tmp_path / "p.jpg").size == (64, 48)
 
 
 def test_normalize_disparity_handles_non_finite_and_flat_maps():
@@ -244,14 +245,14 @@ def test_cuda_path_equals_the_cpu_path(label, image, tiny):
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
 def test_strong_reduction_gathers_only_the_rows_it_reads(shape, size, dtype):
     """Large photos reduced 4x or more skip widening the whole image; same numbers as F.interpolate."""
-    from midas_diffusion.transforms import _shrinks_far, prepare_compact
+    from midas_diffusion.inference.transforms import _shrinks_far, prepare_compact
 
     top = {np.uint8: 255, np.uint16: 65535, np.float32: 1}[dtype]
     arr = (np.random.default_rng(0).random(shape) * top).astype(dtype)
-    (compact,) = md.images.to_compact_tensors(arr)
+    (compact,) = images.to_compact_tensors(arr)
     assert _shrinks_far(compact, size)
     config = md.get_model_spec("midas_v21_small_256").preprocess
     got = prepare_compact(compact, size, config)
     rgb = torch.from_numpy(arr.astype(np.float32) / top).permute(2, 0, 1)[None].expand(-1, 3, -1, -1)
-    expected = md.transforms.normalize(F.interpolate(rgb, size=size, mode="bicubic", align_corners=False), config.mean, config.std)
+    expected = transforms.normalize(F.interpolate(rgb, size=size, mode="bicubic", align_corners=False), config.mean, config.std)
     _assert_close(got, expected, f"{shape}->{size} {dtype.__name__}")

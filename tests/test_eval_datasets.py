@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 import eval_fixtures as fx
-from midas_diffusion.datasets import DATASETS, LayoutError, NYUMat, open_dataset
-from midas_diffusion.datasets.formats import parse_diw_csv, parse_tum_associations, read_dpt
+from midas_diffusion.evaluation.datasets import DATASETS, LayoutError, NYUMat, open_dataset
+from midas_diffusion.evaluation.datasets.formats import parse_diw_csv, parse_tum_associations, read_dpt
 
 
 def _round_trip(name, root, truth, **options):

@@ -9,7 +9,7 @@ import pytest
 
 import eval_fixtures as fx
 import midas_diffusion as md
-from midas_diffusion import evaluate_cli
+from midas_diffusion.cli import evaluate as evaluate_cli
 from midas_diffusion.cli import main
 from reference import recipe_init_
 

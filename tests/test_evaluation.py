@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from midas_diffusion.evaluation import (
+from midas_diffusion.evaluation.protocol import (
     PROTOCOLS,
     Protocol,
     absrel,

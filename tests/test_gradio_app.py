@@ -25,7 +25,7 @@ gr = pytest.importorskip("gradio")
 gradio_client = pytest.importorskip("gradio_client")
 
 import midas_diffusion as md  # noqa: E402
-from midas_diffusion.cache import default_cache  # noqa: E402
+from midas_diffusion.inference.cache import default_cache  # noqa: E402
 from midas_diffusion.pipelines import MidasControlNetPipeline, clear_cache  # noqa: E402
 from midas_diffusion.ui.example import example_scene, save_example  # noqa: E402
 from midas_diffusion.ui.gradio_app import AppConfig, StylizeService, build_app  # noqa: E402
@@ -408,7 +408,7 @@ def test_cli_builds_a_frozen_config_from_its_json_options(monkeypatch):
 
 def test_the_apps_pixel_limit_reaches_its_depth_models(tmp_path):
     """`midas-diffusion ui --max-pixels N`: the depth model refuses what the app refuses, no more."""
-    from midas_diffusion.cache import ModelCache
+    from midas_diffusion.inference.cache import ModelCache
 
     model = md.create_model("midas_v21_small_256", reduced=True)
     torch.save(model.state_dict(), tmp_path / "tiny.pt")

@@ -5,8 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from midas_diffusion.images import ImageError
-from midas_diffusion.maps import to_map_tensor
+from midas_diffusion.io.images import ImageError
+from midas_diffusion.io.maps import to_map_tensor
 
 RNG = np.random.default_rng(0)
 

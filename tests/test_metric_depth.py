@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from midas_diffusion.metric_depth import PoorFitWarning, metric_depth, sparse_from_points
-from midas_diffusion.metric_io import load_known_depths, metric_targets, write_depth_png_mm
+from midas_diffusion.evaluation.metric_depth import PoorFitWarning, metric_depth, sparse_from_points
+from midas_diffusion.evaluation.metric_files import load_known_depths, metric_targets, write_depth_png_mm
 
 SCALE, SHIFT = 0.02, -0.01  # 1/depth = SCALE * disparity + SHIFT
 
@@ -165,7 +165,7 @@ def test_exporters_take_metric_depth(tmp_path):
     pytest.importorskip("trimesh")
     from plyfile import PlyData
 
-    from midas_diffusion.rgbd import export_glb, export_ply
+    from midas_diffusion.io.rgbd import export_glb, export_ply
 
     depth = np.linspace(2.0, 3.0, 6 * 8).reshape(6, 8).astype(np.float32)
     rgb = np.zeros((6, 8, 3), np.float32)
@@ -219,7 +219,7 @@ def test_depth_metric_from_writes_metric_outputs_and_a_metric_mesh(tmp_path, sav
     from plyfile import PlyData
 
     from midas_diffusion.cli import main
-    from midas_diffusion.writers import read_pfm
+    from midas_diffusion.io.writers import read_pfm
 
     photo = _photo(tmp_path / "in")
     truth = _points_matching_prediction(saved_model, photo, tmp_path / "points.csv")

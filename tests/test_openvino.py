@@ -9,7 +9,7 @@ import midas_diffusion as md
 from reference import recipe_init_
 
 pytest.importorskip("openvino")
-from midas_diffusion.openvino_export import OpenVINODepthModel, export_openvino, openvino_estimator  # noqa: E402
+from midas_diffusion.inference.openvino_export import OpenVINODepthModel, export_openvino, openvino_estimator  # noqa: E402
 
 
 def test_openvino_matches_pytorch_for_midas_v21_small(tmp_path):

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import midas_diffusion as md
-from midas_diffusion.factory import load_model
+from midas_diffusion.loading.factory import load_model
 
 from reference import fixture, official_checkpoint
 

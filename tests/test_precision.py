@@ -4,9 +4,9 @@ import pytest
 import torch
 
 import midas_diffusion as md
-from midas_diffusion import precision
-from midas_diffusion.cli import build_parser
-from midas_diffusion.precision import BF16_INACCURATE, FP16_OVERFLOW, auto_dtype, resolve_dtype
+from midas_diffusion.inference import precision
+from midas_diffusion.cli.main import build_parser
+from midas_diffusion.inference.precision import BF16_INACCURATE, FP16_OVERFLOW, auto_dtype, resolve_dtype
 
 
 @pytest.fixture(params=[True, False], ids=["cpu_bf16", "cpu_no_bf16"])
@@ -50,7 +50,7 @@ def test_the_fallback_list_names_zoo_models():
 
 
 def test_every_model_has_a_measured_bf16_error_and_auto_follows_the_rule():
-    from midas_diffusion.precision import CPU_BF16_ERROR, Bf16Error, bf16_error_is_visible
+    from midas_diffusion.inference.precision import CPU_BF16_ERROR, Bf16Error, bf16_error_is_visible
 
     assert set(CPU_BF16_ERROR) == set(md.list_models())
     assert BF16_INACCURATE == {name for name, error in CPU_BF16_ERROR.items() if bf16_error_is_visible(error)}
@@ -101,7 +101,7 @@ def test_the_models_command_shows_what_auto_picks_on_a_bf16_cpu(capsys):
 def test_the_clis_cast_the_weights_once(tmp_path, monkeypatch):
     """On a bf16 CPU, `depth --dtype float32` and `evaluate` (float32) run the saved float32 weights
     exactly: loading must not round them through bf16 ("auto") before the requested cast."""
-    from midas_diffusion import cli, evaluate_cli
+    from midas_diffusion.cli import depth as cli, evaluate as evaluate_cli
 
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
     model = md.create_model("midas_v21_small_256", reduced=True)
@@ -111,7 +111,7 @@ def test_the_clis_cast_the_weights_once(tmp_path, monkeypatch):
                                     "--checkpoint", str(tmp_path / "w.pt"), "--dtype", "float32", "--no-progress"])
     monkeypatch.setattr(md.DepthEstimator, "from_pretrained", _tiny(md.DepthEstimator.from_pretrained, tmp_path / "w.pt"))
     eval_args = parser.parse_args(["evaluate", "--model", "midas_v21_small_256", "--dataset", "nyu", "--root", "."])
-    for est in (cli._load_estimator(depth_args, "cpu"), evaluate_cli._load_estimator("midas_v21_small_256", eval_args)):
+    for est in (cli.load_estimator(depth_args, "cpu"), evaluate_cli.load_estimator("midas_v21_small_256", eval_args)):
         assert est.dtype == torch.float32
         assert all(torch.equal(a, b) for a, b in zip(est.model.state_dict().values(), model.state_dict().values()))
 

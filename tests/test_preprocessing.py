@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import midas_diffusion as md
-from midas_diffusion.transforms import network_input_size, prepare, with_resolution
+from midas_diffusion.inference.transforms import network_input_size, prepare, with_resolution
 
 from reference import preprocessing
 

@@ -39,7 +39,7 @@ def test_swinv2_attention_with_cached_bias_equals_timms():
     import torch
 
     from midas_diffusion import create_model
-    from midas_diffusion.backbones.swin import CachedBiasWindowAttention
+    from midas_diffusion.zoo.backbones.swin import CachedBiasWindowAttention
     from reference import recipe_init_
 
     model = create_model("dpt_swin2_tiny_256", reduced=True)
@@ -65,7 +65,7 @@ def test_swinv2_attention_in_bf16_on_the_cpu_equals_timms():
     import torch
 
     from midas_diffusion import create_model
-    from midas_diffusion.backbones.swin import CachedBiasWindowAttention
+    from midas_diffusion.zoo.backbones.swin import CachedBiasWindowAttention
     from reference import recipe_init_
 
     model = create_model("dpt_swin2_tiny_256", reduced=True)

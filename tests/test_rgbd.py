@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from midas_diffusion.rgbd import (
+from midas_diffusion.io.rgbd import (
     as_arrays,
     disparity_to_depth,
     export_glb,
@@ -12,7 +12,7 @@ from midas_diffusion.rgbd import (
     unproject,
     unproject_equirectangular,
 )
-from midas_diffusion.writers import read_png16, write_png16
+from midas_diffusion.io.writers import read_png16, write_png16
 
 pytest.importorskip("trimesh")
 

@@ -9,7 +9,7 @@ from tiny_sd import sd15_components, tiny_controlnet, tiny_depth_estimator
 pytest.importorskip("diffusers")
 
 from midas_diffusion.cli import main  # noqa: E402
-from midas_diffusion.writers import read_png16  # noqa: E402
+from midas_diffusion.io.writers import read_png16  # noqa: E402
 from midas_diffusion.pipelines import MidasControlNetPipeline, clear_cache  # noqa: E402
 
 

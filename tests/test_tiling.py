@@ -6,12 +6,17 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from reference import recipe_init_
 
 import midas_diffusion as md
-from midas_diffusion.config import PreprocessConfig
-from midas_diffusion.tiling import blend_weights, estimate_tiled, fit_scale_shift, tile_grid
-
-from reference import recipe_init_
+from midas_diffusion.inference.tiling import (
+    blend_weights,
+    estimate_tiled,
+    fit_scale_shift,
+    tile_grid,
+)
+from midas_diffusion.io import images as image_io
+from midas_diffusion.zoo.config import PreprocessConfig
 
 
 def _truth(h=256, w=320):
@@ -36,7 +41,7 @@ class StubEstimator:
 
     def __call__(self, images, batch_size=1):
         raws = []
-        for img in md.images.to_rgb_tensors(images, None):
+        for img in image_io.to_rgb_tensors(images, None):
             h, w = img.shape[-2:]
             d = F.interpolate(img[None, :1].double(), size=self.preprocess.net_size, mode="area")
             scale = 0.5 + 2 * torch.rand((), generator=self.g, dtype=torch.float64)

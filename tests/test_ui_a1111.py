@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from midas_diffusion import DepthEstimator, get_model_spec, list_models
-from midas_diffusion.cache import ModelCache
+from midas_diffusion.inference.cache import ModelCache
 from reference import recipe_init_
 from midas_diffusion.ui import a1111
 from midas_diffusion.ui.params import get_spec
@@ -348,7 +348,7 @@ def test_tab_builds_from_the_param_specs_and_writes_float_depth(host, monkeypatc
     folder = str(_tiny("midas_v21_small_256").save_pretrained(tmp_path / "tiny"))
     photo = _photo()
     preview, (png, npy) = a1111.tab_depth(photo, folder, 0, 2.0, 98.0, 1.0, False, output_dir=tmp_path)
-    from midas_diffusion.writers import read_png16
+    from midas_diffusion.io.writers import read_png16
 
     values = np.load(npy)
     assert values.dtype == np.float32 and values.shape == (48, 80) and preview.dtype == np.uint8

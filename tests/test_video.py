@@ -5,14 +5,14 @@ import pytest
 import torch
 
 import midas_diffusion as md
-from midas_diffusion import writers
+from midas_diffusion.io import writers
 from midas_diffusion.cli import main
-from midas_diffusion.temporal import SequenceNormalization, SequenceNormalizer, flicker, thumbnail
+from midas_diffusion.inference.temporal import SequenceNormalization, SequenceNormalizer, flicker, thumbnail
 
 from reference import recipe_init_
 
 av = pytest.importorskip("av")
-from midas_diffusion.video import read_frames, write_video  # noqa: E402
+from midas_diffusion.io.video import read_frames, write_video  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from functools import partial
 
 import pytest
 
-from midas_diffusion.weights import DownloadError, download_file
+from midas_diffusion.loading.weights import DownloadError, download_file
 
 
 class RangeHandler(http.server.SimpleHTTPRequestHandler):

@@ -33,7 +33,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import numpy as np
 
 from midas_diffusion import get_model_spec, list_models
-from midas_diffusion.cache import ModelCache, default_cache
+from midas_diffusion.inference.cache import ModelCache, default_cache
 
 from . import runtime
 from .params import depth_settings, get_spec, specs, to_a1111_parameter, to_gradio_kwargs
@@ -235,7 +235,7 @@ def _output_dir() -> Path:
 def tab_depth(image, model, resolution=0, percentile_low=0.0, percentile_high=100.0, gamma=1.0, invert=False,
               output_dir: Optional[Path] = None):
     """The tab's "Estimate": -> (8-bit preview, [16-bit PNG path, float32 .npy path])."""
-    from midas_diffusion.writers import write_npy, write_png16
+    from midas_diffusion.io.writers import write_npy, write_png16
 
     if image is None:
         raise ValueError("no image: drop a photo first")
@@ -253,7 +253,7 @@ def tab_depth(image, model, resolution=0, percentile_low=0.0, percentile_high=10
 def tab_export(image, model, resolution=0, percentile_low=0.0, percentile_high=100.0, gamma=1.0,
                format="ply", fov_deg=60.0, near=1.0, far=10.0, max_depth_jump=0.1, output_dir: Optional[Path] = None):
     """The tab's "Export": depth of ``image`` (near = 1), then a PLY point cloud or GLB mesh; -> path."""
-    from midas_diffusion.rgbd import export_glb, export_ply  # (re-exported by pipelines.rgbd; no diffusers needed)
+    from midas_diffusion.io.rgbd import export_glb, export_ply  # no diffusers needed
 
     _, (png, npy) = tab_depth(image, model, resolution, percentile_low, percentile_high, gamma, False, output_dir)
     disparity = np.load(npy)

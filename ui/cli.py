@@ -35,7 +35,7 @@ def _older_shim(text: str) -> str:
     return text.replace("from midas_diffusion.ui.", "from ui.")
 
 
-def _write(path: Path, text: str, overwrite: bool) -> Path:
+def write_outputs(path: Path, text: str, overwrite: bool) -> Path:
     """Write a shim; an existing file is replaced when it is ours (this or an older release's) or with
     ``overwrite``; a shim the user edited is kept and reported."""
     if path.exists() and path.read_text() not in (text, _older_shim(text)) and not overwrite:
@@ -50,7 +50,7 @@ def install_comfyui(comfy_path, overwrite: bool = False) -> Path:
     root = Path(comfy_path).expanduser()
     if not (root / "custom_nodes").is_dir():
         raise ValueError(f"{root} is not a ComfyUI folder (it has no custom_nodes/)")
-    return _write(root / "custom_nodes" / "midas_diffusion_nodes" / "__init__.py", COMFY_SHIM, overwrite)
+    return write_outputs(root / "custom_nodes" / "midas_diffusion_nodes" / "__init__.py", COMFY_SHIM, overwrite)
 
 
 def install_a1111(webui_path, overwrite: bool = False) -> Path:
@@ -58,7 +58,7 @@ def install_a1111(webui_path, overwrite: bool = False) -> Path:
     root = Path(webui_path).expanduser()
     if not (root / "extensions").is_dir():
         raise ValueError(f"{root} is not an AUTOMATIC1111 webui folder (it has no extensions/)")
-    return _write(root / "extensions" / "midas-diffusion" / "scripts" / "midas_diffusion_a1111.py", A1111_SHIM, overwrite)
+    return write_outputs(root / "extensions" / "midas-diffusion" / "scripts" / "midas_diffusion_a1111.py", A1111_SHIM, overwrite)
 
 
 def _run(install):

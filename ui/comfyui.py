@@ -21,7 +21,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
-from midas_diffusion.cache import ModelCache, weights_key
+from midas_diffusion.inference.cache import ModelCache, weights_key
 
 from . import comfyui_host as host
 from . import runtime
@@ -54,7 +54,7 @@ def _to_image(disparity: torch.Tensor) -> torch.Tensor:
 
 
 def weights_fingerprint(model: str, model_path: str = "", weights_dir: str = "") -> tuple:
-    """What identifies the weights the loader reads (``midas_diffusion.cache.weights_key``): the
+    """What identifies the weights the loader reads (``midas_diffusion.inference.cache.weights_key``): the
     checkpoint file or saved folder, or the zoo model's weights file, with size and modification time,
     so a file rewritten at the same path counts as new weights."""
     path = (model_path or "").strip()
@@ -310,7 +310,7 @@ class MidasMetricDepth:
     column and row of the image): scale and shift of inverse depth are fitted to the points (robust
     to a few wrong ones). Feed it the estimate node's disparity made with gamma 1 and no clipping."""
 
-    REQUIRES = (("midas_diffusion.metric_depth", "metric_depth"),)
+    REQUIRES = (("midas_diffusion.evaluation.metric_depth", "metric_depth"),)
     RETURN_TYPES = ("MASK", "STRING")
     RETURN_NAMES = ("metric_depth", "fit")
     FUNCTION = "fit"
@@ -322,8 +322,8 @@ class MidasMetricDepth:
         return {"required": {"disparity": ("MASK",), **_inputs("known_depths", "metric_robust", "max_depth")}}
 
     def fit(self, disparity, known_depths="", metric_robust="ransac", max_depth=0.0):
-        from midas_diffusion.metric_depth import metric_depth, sparse_from_points
-        from midas_diffusion.metric_io import parse_points
+        from midas_diffusion.evaluation.metric_depth import metric_depth, sparse_from_points
+        from midas_diffusion.evaluation.metric_files import parse_points
 
         points = parse_points(get_spec("known_depths").check(known_depths), "known_depths")
         options = metric_settings(metric_robust, max_depth)
@@ -345,7 +345,7 @@ class MidasMetricDepth:
 class MidasExportRGBD:
     """Write each frame's RGB + disparity as a PLY point cloud or a GLB mesh; returns the paths."""
 
-    REQUIRES = (("midas_diffusion.rgbd", "export_ply"), ("midas_diffusion.rgbd", "export_glb"),
+    REQUIRES = (("midas_diffusion.io.rgbd", "export_ply"), ("midas_diffusion.io.rgbd", "export_glb"),
                 ("trimesh", "Trimesh"))
     RETURN_TYPES = ("STRING",)
     RETURN_NAMES = ("paths",)
@@ -367,7 +367,7 @@ class MidasExportRGBD:
 
     def export(self, image, disparity, format="ply", fov_deg=60.0, near=1.0, far=10.0, max_depth_jump=0.1,
                filename_prefix="midas_rgbd", output_dir="", metric_depth=None):
-        from midas_diffusion.rgbd import export_glb, export_ply  # (re-exported by pipelines.rgbd; no diffusers needed)
+        from midas_diffusion.io.rgbd import export_glb, export_ply  # no diffusers needed
 
         get_spec("format").check(format)
         disparity = _mask_batch(disparity, image.shape[0], "disparity")

@@ -28,9 +28,9 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from midas_diffusion import DepthEstimator, get_model_spec, list_models
-from midas_diffusion.cache import ModelCache
-from midas_diffusion.images import DEFAULT_MAX_PIXELS, ImageError, load_image_file
-from midas_diffusion.weights import WeightsNotFoundError, resolve_weights
+from midas_diffusion.inference.cache import ModelCache
+from midas_diffusion.io.images import DEFAULT_MAX_PIXELS, ImageError, load_image_file
+from midas_diffusion.loading.weights import WeightsNotFoundError, resolve_weights
 
 from . import params as P
 from . import runtime
@@ -180,7 +180,7 @@ class StylizeService:
     def write_depth_files(self, disparity: np.ndarray, stem: str) -> Tuple[str, str]:
         from PIL import Image
 
-        from midas_diffusion.writers import atomic_path, write_png16
+        from midas_diffusion.io.writers import atomic_path, write_png16
 
         preview = self.output_dir / f"{stem}-depth-preview.png"
         with atomic_path(preview) as tmp:
@@ -248,7 +248,7 @@ class StylizeService:
         result = pipe(prompt, image=rgb, **kwargs)
         stem = f"result-{seed}-{random.randrange(16**6):06x}"
         out_png = self.output_dir / f"{stem}.png"
-        from midas_diffusion.writers import atomic_path
+        from midas_diffusion.io.writers import atomic_path
 
         with atomic_path(out_png) as tmp:
             result.images[0].save(tmp, format="PNG")
@@ -256,7 +256,7 @@ class StylizeService:
         _, depth16 = self.write_depth_files(disparity, stem)
         model3d = None
         if export:
-            from midas_diffusion.rgbd import export_glb, export_ply
+            from midas_diffusion.io.rgbd import export_glb, export_ply
 
             metric = None
             if points is not None:  # the mesh in metres, from the known distances
@@ -270,7 +270,7 @@ class StylizeService:
     def read_known_depths(text: Any, export: Any) -> Optional[np.ndarray]:
         """The "Known distances" box as (N,3) x, y, metres rows, or None when it is empty; it only
         applies to a 3D export, so text without an export is a clear error, not silently ignored."""
-        from midas_diffusion.metric_io import parse_points
+        from midas_diffusion.evaluation.metric_files import parse_points
 
         text = P.get_spec("known_depths").check(text).strip()
         if not text:
@@ -282,7 +282,7 @@ class StylizeService:
     @staticmethod
     def metric_depth(disparity: np.ndarray, points: np.ndarray):
         """Depth in metres of the conditioning disparity, fitted to the known points (RANSAC)."""
-        from midas_diffusion.metric_depth import metric_depth, sparse_from_points
+        from midas_diffusion.evaluation.metric_depth import metric_depth, sparse_from_points
 
         height, width = disparity.shape
         return metric_depth(disparity, sparse_from_points(points, height, width), **P.metric_settings())

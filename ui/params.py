@@ -13,7 +13,7 @@ from typing import Any, Dict, Optional, Tuple
 
 from midas_diffusion import DEFAULT_MODEL, list_models
 from midas_diffusion.pipelines.methods import DEFAULT_METHOD, METHODS
-from midas_diffusion.rgbd import EXPORT_FORMATS
+from midas_diffusion.io.rgbd import EXPORT_FORMATS
 
 KINDS = ("int", "float", "bool", "choice", "string")
 
@@ -166,7 +166,7 @@ def depth_settings(resolution: Any = 0, percentile_low: Any = 0.0, percentile_hi
 
 
 def metric_settings(metric_robust: Any = "ransac", max_depth: Any = 0.0) -> Dict[str, Any]:
-    """UI values -> the keyword arguments of ``midas_diffusion.metric_depth.metric_depth``."""
+    """UI values -> the keyword arguments of ``midas_diffusion.evaluation.metric_depth.metric_depth``."""
     robust = get_spec("metric_robust").check(metric_robust)
     cap = get_spec("max_depth").check(max_depth)
     return {"robust": {"ransac": True, "huber": "huber", "none": False}[robust], "max_depth": cap or None}

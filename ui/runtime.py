@@ -2,7 +2,7 @@
 frame-wise depth.
 
 Every front end loads through ``load_estimator``, which keeps models in a
-``midas_diffusion.cache.ModelCache`` (default: the process-wide one, shared with ``pipeline()``):
+``midas_diffusion.inference.cache.ModelCache`` (default: the process-wide one, shared with ``pipeline()``):
 a model is loaded once per (name or path, device, dtype, weights folder) and reused by every node
 execution, preprocessor call and tab click, at most two depth models at a time.
 """
@@ -15,7 +15,7 @@ from typing import Any, Dict, Optional, Union
 import torch
 
 from midas_diffusion import DepthEstimator
-from midas_diffusion.cache import ModelCache, default_cache, load_depth_model
+from midas_diffusion.inference.cache import ModelCache, default_cache, load_depth_model
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -34,7 +34,7 @@ def resolve_device(device: Union[str, torch.device, None] = "auto") -> torch.dev
 
 def resolve_dtype(dtype: Union[str, torch.dtype, None]) -> Union[torch.dtype, str]:
     """A dtype control's value for a depth model: a torch dtype, or ``"auto"`` kept as it is (the
-    model's own rule, ``midas_diffusion.precision``, applies once the model is known)."""
+    model's own rule, ``midas_diffusion.inference.precision``, applies once the model is known)."""
     if dtype is None:
         return torch.float32
     if isinstance(dtype, torch.dtype) or dtype == "auto":

@@ -31,11 +31,11 @@ from typing import Dict, List, Mapping, Optional, Tuple
 import torch
 from torch import nn
 
-from .backbones.beit import TRANSFORMERS_BEIT
-from .backbones.swin import TRANSFORMERS_SWINV2
-from .backbones.transformers_dpt import TransformersBackbone
-from .backbones.vit import TRANSFORMERS_HYBRID, TRANSFORMERS_VIT
-from .state_dicts import CheckpointError, Rule, StateDict, apply_rules, show_keys
+from ..zoo.backbones.beit import TRANSFORMERS_BEIT
+from ..zoo.backbones.swin import TRANSFORMERS_SWINV2
+from ..zoo.backbones.transformers_dpt import TransformersBackbone
+from ..zoo.backbones.vit import TRANSFORMERS_HYBRID, TRANSFORMERS_VIT
+from ..zoo.state_dicts import CheckpointError, Rule, StateDict, apply_rules, show_keys
 
 # Every family with transformers DPT checkpoints; a checkpoint's family is the one whose keys it has.
 BACKBONES: Tuple[TransformersBackbone, ...] = (TRANSFORMERS_VIT, TRANSFORMERS_HYBRID, TRANSFORMERS_BEIT, TRANSFORMERS_SWINV2)

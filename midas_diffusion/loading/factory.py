@@ -7,10 +7,10 @@ from typing import Optional, Union
 import torch
 from torch import nn
 
-from ._registry import get_model_spec
-from .backbones.base import can_compute_buffers
+from ..zoo.registry import get_model_spec
+from ..zoo.backbones.base import can_compute_buffers
 from .checkpoints import CheckpointLike, load_into
-from .config import ModelSpec
+from ..zoo.config import ModelSpec
 
 
 def _spec(spec_or_name: Union[ModelSpec, str]) -> ModelSpec:

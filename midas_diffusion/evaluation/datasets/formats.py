@@ -118,7 +118,7 @@ def read_depth_file(path: os.PathLike, metres_per_unit: Optional[float] = None) 
             raise LayoutError(f"{path} holds a {depth.dtype} array of shape {depth.shape}; expected a 2-D numeric depth map")
         depth = depth.astype(np.float64) * (1.0 if metres_per_unit is None else metres_per_unit)
     elif suffix == ".pfm":
-        from ..writers import read_pfm
+        from ...io.writers import read_pfm
 
         try:
             depth = read_pfm(path).astype(np.float64)

@@ -25,7 +25,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from .metric_depth import MetricDepth, sparse_from_points
-from .writers import SUFFIXES, atomic_path, write_npy, write_pfm
+from ..io.writers import SUFFIXES, atomic_path, write_npy, write_pfm
 
 POINT_SUFFIXES = (".csv", ".npy", ".png", ".exr")
 METRIC_FORMATS = ("png16", "npy", "pfm")

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .images import ImageError, _check_pixels, load_image_file
+from .images import ImageError, check_pixels, load_image_file
 
 _TOLERANCE = 1e-3
 
@@ -44,7 +44,7 @@ def to_map_tensor(value: Any, what: str = "map", *, rescale: bool = False, max_p
         t = torch.from_numpy(_np_to_float(_pil_to_gray(value)))[None, None]
     else:
         raise ImageError(f"{what}: unsupported type {type(value).__name__} (use a tensor, array, PIL image or path)")
-    _check_pixels(t.shape[-2], t.shape[-1], max_pixels, what)
+    check_pixels(t.shape[-2], t.shape[-1], max_pixels, what)
     return _to_unit_range(t, what, rescale)
 
 

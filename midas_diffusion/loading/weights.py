@@ -17,7 +17,7 @@ import urllib.request
 from pathlib import Path
 from typing import Optional
 
-from .config import ModelSpec, WeightFile
+from ..zoo.config import ModelSpec, WeightFile
 
 ENV_WEIGHTS_DIR = "MIDAS_DIFFUSION_WEIGHTS"
 ENV_OFFLINE = "MIDAS_DIFFUSION_OFFLINE"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Optional, Tuple
 
-from ._registry import register_model
+from .registry import register_model
 from .backbones.beit import BeitEncoderConfig
 from .backbones.cnn import EfficientNetEncoderConfig, ResNetEncoderConfig
 from .backbones.levit import LevitEncoderConfig
@@ -14,7 +14,7 @@ from .backbones.swin import SwinEncoderConfig
 from .backbones.vit import ViTEncoderConfig
 from .config import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, PreprocessConfig, WeightFile
 from .decoder import DecoderConfig
-from .models import DepthModelConfig, build_depth_model
+from .model import DepthModelConfig, build_depth_model
 
 RELEASES = "https://github.com/isl-org/MiDaS/releases/download"
 

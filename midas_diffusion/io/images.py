@@ -22,6 +22,8 @@ from typing import Any, List, Sequence, Union
 import numpy as np
 import torch
 
+# the image files we read (one set: the CLI, folder inputs and the evaluation data sets)
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"})
 DEFAULT_MAX_PIXELS = 64_000_000
 _ORIENTATION = 0x0112  # EXIF tag
 
@@ -36,7 +38,7 @@ class ImageError(ValueError):
     """An input that cannot be used as an image, with the reason."""
 
 
-def _check_pixels(height: int, width: int, max_pixels: int | None, what: str = "image") -> None:
+def check_pixels(height: int, width: int, max_pixels: int | None, what: str = "image") -> None:
     if height < 1 or width < 1:
         raise ImageError(f"{what} is empty ({width}x{height})")
     if max_pixels is not None and height * width > max_pixels:
@@ -65,7 +67,7 @@ def load_image_file(path: Union[str, os.PathLike], max_pixels: int | None = DEFA
         raise ImageError(f"image file not found: {path}")
     try:
         with Image.open(path) as img:
-            _check_pixels(img.height, img.width, max_pixels, what=str(path))
+            check_pixels(img.height, img.width, max_pixels, what=str(path))
             img.load()
             shown = upright(img)
             return shown if shown is not img else img.copy()  # the copy outlives the closed file
@@ -141,7 +143,7 @@ def _tensor_to_compact(t: torch.Tensor, max_pixels: int | None) -> torch.Tensor:
         t = t.unsqueeze(0)
     if t.ndim != 3 or t.shape[0] not in (1, 3, 4):
         raise ImageError(f"an image tensor must be (C,H,W) with C in (1,3,4) or (B,C,H,W), got {tuple(t.shape)}")
-    _check_pixels(t.shape[-2], t.shape[-1], max_pixels)
+    check_pixels(t.shape[-2], t.shape[-1], max_pixels)
     t = t[:1] if t.shape[0] == 1 else t[:3]
     if t.dtype in (torch.uint8, torch.uint16):
         return t
@@ -164,7 +166,7 @@ def _one_to_compact(item: Any, max_pixels: int | None, pin_memory: bool) -> torc
     if isinstance(item, torch.Tensor):
         return _tensor_to_compact(item, max_pixels)
     if isinstance(item, np.ndarray):
-        _check_pixels(item.shape[0], item.shape[1] if item.ndim > 1 else 1, max_pixels)
+        check_pixels(item.shape[0], item.shape[1] if item.ndim > 1 else 1, max_pixels)
         return _array_to_tensor(_compact_array(item), pin_memory)
     try:
         from PIL import Image
@@ -172,7 +174,7 @@ def _one_to_compact(item: Any, max_pixels: int | None, pin_memory: bool) -> torc
         Image = None
     if Image is not None and isinstance(item, Image.Image):
         item = upright(item)
-        _check_pixels(item.height, item.width, max_pixels)
+        check_pixels(item.height, item.width, max_pixels)
         return _array_to_tensor(_pil_to_array(item), pin_memory)
     raise ImageError(f"unsupported image type {type(item).__name__} (use a PIL image, array, tensor or path)")
 

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import PreprocessConfig
-from .images import VALUE_SCALE, widen
+from ..zoo.config import PreprocessConfig
+from ..io.images import VALUE_SCALE, widen
 
 
 def _to_multiple(x: float, multiple: int, min_val: float = 0, max_val: Optional[float] = None) -> int:

@@ -11,14 +11,14 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
-from ._registry import get_model_spec, list_models, resolve_name
-from .checkpoints import CheckpointLike, identify_checkpoint
-from .config import ModelSpec, PreprocessConfig
-from .images import DEFAULT_MAX_PIXELS, VALUE_SCALE, ImageLike, dense_view, to_compact_tensors, to_device
+from ..zoo.registry import get_model_spec, list_models, resolve_name
+from ..loading.checkpoints import CheckpointLike, identify_checkpoint
+from ..zoo.config import ModelSpec, PreprocessConfig
+from ..io.images import DEFAULT_MAX_PIXELS, VALUE_SCALE, ImageLike, dense_view, to_compact_tensors, to_device
 from .outputs import DepthOutput
 from .precision import resolve_dtype
 from .transforms import check_normalization, network_input_size, normalize_disparity, prepare_compact, resize, with_resolution
-from .weights import resolve_weights
+from ..loading.weights import resolve_weights
 
 CONFIG_NAME = "midas_depth_config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -121,14 +121,14 @@ class DepthEstimator:
         ``resolution`` sets the processing size (MiDaS ``--height``), ``square=True`` disables
         keep-aspect (MiDaS ``--square``); ``reduced=True`` builds a tiny random model (tests).
         ``dtype``: ``"auto"`` (default: bfloat16 on a CPU with native bf16 units for the models that are
-        accurate in it, else float32; see ``midas_diffusion.precision``), a name or a torch dtype.
+        accurate in it, else float32; see ``midas_diffusion.inference.precision``), a name or a torch dtype.
         The model is on the CPU; move it with ``.to(device, dtype)``.
         """
         path = Path(name_or_path) if not isinstance(name_or_path, str) or os.path.exists(name_or_path) else None
         if path is not None and path.is_dir():
             return cls._from_folder(path, max_pixels=max_pixels).to(dtype=dtype)
-        from .checkpoints import read_key_shapes
-        from .factory import create_model, load_model
+        from ..loading.checkpoints import read_key_shapes
+        from ..loading.factory import create_model, load_model
 
         if path is not None:
             # names and shapes only (nothing of the weights is read): the weights are read once, below
@@ -158,7 +158,7 @@ class DepthEstimator:
         config = json.loads(config_path.read_text())
         spec = get_model_spec(config["model_name"])
         reduced = bool(config.get("reduced", False))
-        from .factory import load_model
+        from ..loading.factory import load_model
 
         net = load_model(spec, folder / WEIGHTS_NAME, reduced=reduced)
         pre = PreprocessConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in config["preprocess"].items()})
@@ -236,7 +236,7 @@ class DepthEstimator:
     def enable_cuda_graphs(self, warmup: int = 2, max_graphs: int = 4) -> "DepthEstimator":
         """Opt in to CUDA-graph replay of the network for repeated same-size calls on a GPU (video,
         preview sliders): after ``warmup`` calls of a size, the forward is recorded once and replayed
-        with one launch (``midas_diffusion.cuda_graphs``). Results are unchanged; CPU calls and other
+        with one launch (``midas_diffusion.inference.cuda_graphs``). Results are unchanged; CPU calls and other
         sizes run as before. Call it after ``.to("cuda", ...)``; moving the estimator again drops the
         recorded graphs."""
         from .cuda_graphs import GraphedForward

@@ -31,6 +31,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from ...io.images import IMAGE_SUFFIXES
 from .formats import (
     LayoutError,
     image_size,
@@ -44,7 +45,6 @@ from .formats import (
     read_rgb,
 )
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Deque, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from .images import VALUE_SCALE
+from ..io.images import VALUE_SCALE
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,9 @@ from typing import Dict, Mapping, Optional, Tuple, Union
 import torch
 from torch import nn
 
-from .backbones.base import compute_buffers
+from ..zoo.backbones.base import compute_buffers
 from .convert_transformers import convert_transformers_dpt, is_transformers_dpt
-from .state_dicts import CheckpointError, StateDict, add_prefix, show_keys, strip_prefix
+from ..zoo.state_dicts import CheckpointError, StateDict, add_prefix, show_keys, strip_prefix
 
 __all__ = [
     "CheckpointError",
@@ -260,7 +260,7 @@ def identify_checkpoint(state_dict: Mapping[str, torch.Tensor], exclude: str = "
     """The zoo model whose layout ``state_dict`` fits, built cheaply on the meta device.
 
     Only key names and shapes matter: ``read_key_shapes(path)`` is enough."""
-    from ._registry import get_model_spec, list_models
+    from ..zoo.registry import get_model_spec, list_models
 
     shapes = {k: tuple(v.shape) for k, v in state_dict.items()}
     for name in list_models():

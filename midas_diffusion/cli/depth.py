@@ -1,0 +1,265 @@
+"""``midas-diffusion depth``: the parser, the run over images (batched, decoded ahead) and its counts."""
+
+from __future__ import annotations
+
+import sys
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Optional, Tuple
+
+from ..zoo.registry import DEFAULT_MODEL
+from .args import parse_export_formats, parse_formats, parse_percentile, positive_int
+from .depth_video import run_video
+from .inputs import collect_inputs, is_video, output_paths, read_file_list
+from .write import all_exist, write_outputs
+
+
+def add_depth_parser(sub) -> None:
+    p = sub.add_parser("depth", help="estimate depth for image files, folders, file lists and videos")
+    p.add_argument("inputs", nargs="*", help="images, videos and/or folders (searched recursively)")
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument("--files-from", action="append", default=[], metavar="LIST",
+                   help="text file naming one input per line (relative to the current folder); repeatable")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="zoo model name, checkpoint file or saved folder")
+    p.add_argument("--checkpoint", default=None, help="weights file for --model (default: weights folder)")
+    p.add_argument("--weights-dir", default=None, help="folder holding the official .pt files")
+    p.add_argument("--format", type=parse_formats, default=["png16"],
+                   help="comma list of png16 (16-bit disparity), pfm (raw), npy (raw), preview (color)")
+    p.add_argument("--resolution", type=int, default=None, help="processing resolution (MiDaS --height)")
+    p.add_argument("--square", action="store_true", help="resize to a square network input")
+    p.add_argument("--percentile", type=parse_percentile, default=None, help="clip LOW,HIGH percentiles")
+    p.add_argument("--gamma", type=float, default=1.0)
+    p.add_argument("--invert", action="store_true", help="near = dark")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (under accelerate launch, cuda = this process's GPU)")
+    p.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"], default="auto",
+                   help="auto: bfloat16 on CPUs with native bf16 units, float16 on CUDA (bfloat16 for Swin), per model")
+    p.add_argument("--batch-size", type=positive_int, default=1, help="images of equal network size per forward pass")
+    p.add_argument("--read-ahead", type=int, default=2, help="batches decoded ahead in background threads (0: none)")
+    p.add_argument("--decode-threads", type=positive_int, default=None,
+                   help="threads decoding images ahead (default: up to 4, one core left for the main thread)")
+    p.add_argument("--channels-last", action="store_true", help="NHWC memory format (faster convolutions on GPU)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the network (slow first batch per size)")
+    p.add_argument("--tiles", action="store_true",
+                   help="high resolution: overlapping tiles at the model's size aligned to a whole-image pass")
+    p.add_argument("--tile-overlap", type=float, default=0.25, help="overlap of neighbouring tiles (fraction)")
+    p.add_argument("--video-norm", choices=["sequence", "frame"], default="sequence",
+                   help="videos: one range over a window of frames (no flicker) or per frame")
+    p.add_argument("--window", type=positive_int, default=16, help="frames per range window (--video-norm sequence)")
+    p.add_argument("--cut-threshold", type=float, default=0.2, help="scene-cut threshold (mean thumbnail change)")
+    p.add_argument("--max-pixels", type=float, default=64e6, help="refuse larger images (default 64e6)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: skip them)")
+    p.add_argument("--export", type=parse_export_formats, default=[],
+                   help="also write a 3D file per image: comma list of ply (points), glb (mesh)")
+    p.add_argument("--fov", type=float, default=60.0, help="--export: field of view along the longer side, degrees")
+    p.add_argument("--near", type=float, default=1.0, help="--export: distance of disparity 1")
+    p.add_argument("--far", type=float, default=10.0, help="--export: distance of disparity 0")
+    p.add_argument("--max-depth-jump", type=float, default=0.1, help="--export glb: cut triangles across larger jumps")
+    p.add_argument("--panorama", action="store_true", help="--export: equirectangular unprojection")
+    p.add_argument("--metric-from", default=None, metavar="POINTS",
+                   help="known depths: CSV x,y,depth_m, 16-bit PNG in mm, NPY in metres, EXR (imageio), or a folder "
+                        "of them named like the images; also writes NAME-metric.png (mm) / .npy / .pfm (metres) "
+                        "and makes --export metric")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run_depth)
+
+
+def load_estimator(args, device: str):
+    import torch
+
+    from ..inference.estimator import DepthEstimator
+
+    est = DepthEstimator.from_pretrained(
+        args.model,
+        checkpoint=args.checkpoint,
+        weights_dir=args.weights_dir,
+        resolution=args.resolution,
+        square=args.square or None,
+        max_pixels=int(args.max_pixels) if args.max_pixels else None,
+        progress=not args.no_progress,
+        dtype=torch.float32,  # cast once, below, for the device it runs on
+    )
+    est.to(device, args.dtype, memory_format=torch.channels_last if args.channels_last else None)
+    if args.compile:
+        est.compile()
+    return est
+
+
+class Counts:
+    def __init__(self):
+        self.done = self.skipped = self.failed = 0
+
+
+def run_depth(args) -> int:
+    from .parallel import current_shard, finish, resolve_device, sum_counts
+
+    inputs = list(args.inputs)
+    for list_path in args.files_from:
+        try:
+            inputs.extend(read_file_list(list_path))
+        except OSError as exc:
+            print(f"error: cannot read file list {list_path}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
+    if not inputs:
+        print("error: no inputs (give files, folders or --files-from LIST)", file=sys.stderr)
+        return 1
+    if args.tiles and not 0 <= args.tile_overlap <= 0.9:
+        print(f"error: --tile-overlap must be in [0, 0.9], got {args.tile_overlap}", file=sys.stderr)
+        return 1
+    pairs, missing = collect_inputs(inputs)
+    shard = current_shard(cpu=args.device.startswith("cpu"))
+    counts = Counts()
+    if shard.is_main:
+        for item in missing:
+            print(f"error: {item}: no such file or folder", file=sys.stderr)
+        counts.failed += len(missing)
+    # two inputs that would write the same output: neither is processed
+    by_stem: dict = {}
+    for src, stem in pairs:
+        by_stem.setdefault(stem, []).append(src)
+    clashes = {stem for stem, srcs in by_stem.items() if len(srcs) > 1}
+    if clashes and shard.is_main:
+        for stem in sorted(clashes):
+            names = ", ".join(str(s) for s in by_stem[stem])
+            print(f"error: {names}: same output name {stem}; run them separately or give their folder", file=sys.stderr)
+            counts.failed += len(by_stem[stem])
+    pairs = shard.take([(src, stem) for src, stem in pairs if stem not in clashes])
+    outdir = Path(args.output)
+    images = [(src, output_paths(outdir, stem, args.format + args.export)) for src, stem in pairs if not is_video(src)]
+    videos = [(src, stem) for src, stem in pairs if is_video(src)]
+    if getattr(args, "metric_from", None):
+        from ..evaluation.metric_files import check_metric_request, metric_targets
+
+        problem = check_metric_request(args.metric_from, len(images), len(videos), args.format, args.export)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            finish(shard)
+            return 1
+        images = [(src, {**targets, **metric_targets(targets)}) for src, targets in images]
+    todo = []
+    for src, targets in images:
+        if not args.overwrite and all_exist(targets):
+            counts.skipped += 1
+        else:
+            todo.append((src, targets))
+    start = time.perf_counter()
+    if todo or videos:
+        try:
+            est = load_estimator(args, resolve_device(args.device, shard))
+        except (ValueError, FileNotFoundError, OSError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            finish(shard)
+            return 1
+        progress = not args.no_progress and shard.is_main
+        run_images(est, todo, args, counts, progress)
+        for src, stem in videos:
+            run_video(est, src, outdir, stem, args, counts, progress)
+    seconds = time.perf_counter() - start
+    local = {"done": counts.done, "skipped": counts.skipped, "failed": counts.failed, "seconds": seconds}
+    total = sum_counts(shard, local)
+    if shard.is_main:
+        # images per second of the whole run: all processes' images over the slowest wall time
+        wall = total["seconds"] / shard.count if shard.count > 1 else seconds
+        rate = total["done"] / wall if total["done"] and wall > 0 else 0.0
+        procs = f" on {shard.count} processes" if shard.count > 1 else ""
+        print(f"done {total['done']:.0f}, skipped {total['skipped']:.0f} (existing), failed {total['failed']:.0f}; "
+              f"{rate:.2f} images/s{procs}")
+    failed_any = total["failed"] > 0
+    finish(shard)
+    return 1 if failed_any else 0
+
+
+def run_images(est, todo, args, counts: Counts, progress: bool) -> None:
+    from tqdm.auto import tqdm
+
+    from ..io.images import load_image_file, to_compact_tensors
+    from .batching import default_decode_threads, group_batches, peek_size, read_ahead
+
+    if not todo:
+        return
+
+    def net_size(item):
+        size = peek_size(item[0])
+        if size is None or args.tiles:
+            return ("single", str(item[0])) if size is None else ("tiles", size)
+        return est.network_input_size(*size)
+
+    batches = group_batches(todo, net_size, 1 if args.tiles else args.batch_size)
+
+    pinned = est.device.type == "cuda"
+
+    def load(item):  # in the read-ahead threads: decoded, compact (uint8/uint16), pinned for a GPU
+        return to_compact_tensors(load_image_file(item[0], est.max_pixels), est.max_pixels, pin_memory=pinned)[0]
+
+    bar = tqdm(total=len(todo), desc="depth", unit="img", disable=not progress)
+    workers = getattr(args, "decode_threads", None) or default_decode_threads()
+    # decoding runs ahead on `workers` threads; one writer thread writes a batch's files while the
+    # next batch computes (at most one batch of files in flight)
+    written: Optional[Future] = None
+
+    def collect() -> None:
+        nonlocal written
+        if written is not None:
+            done, failed = written.result()  # re-raises what stopped the writer (e.g. a kill)
+            counts.done += done
+            counts.failed += failed
+            written = None
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="midas-write") as writer:
+        for batch, loaded in read_ahead(batches, load, depth=args.read_ahead, workers=workers):
+            ready = []
+            for (src, targets), rgb in zip(batch, loaded):
+                if isinstance(rgb, (ValueError, OSError)):
+                    counts.failed += 1
+                    tqdm.write(f"error: {src}: {rgb}", file=sys.stderr)
+                elif isinstance(rgb, BaseException):
+                    raise rgb
+                else:
+                    ready.append((src, targets, rgb))
+            bar.update(len(batch) - len(ready))
+            if not ready:
+                continue
+            try:
+                if args.tiles:
+                    from ..inference.tiling import estimate_tiled
+
+                    outs = [
+                        estimate_tiled(est, rgb, tile_overlap=args.tile_overlap, batch_size=args.batch_size,
+                                       percentile=args.percentile, gamma=args.gamma, invert=args.invert)
+                        for _, _, rgb in ready
+                    ]
+                else:
+                    outs = est.estimate_each([rgb for _, _, rgb in ready], percentile=args.percentile,
+                                             gamma=args.gamma, invert=args.invert, batch_size=len(ready))
+            except (ValueError, OSError) as exc:
+                counts.failed += len(ready)
+                tqdm.write(f"error: {', '.join(str(r[0]) for r in ready)}: {exc}", file=sys.stderr)
+                bar.update(len(ready))
+                continue
+            items = [(src, targets, rgb, out.disparity[0], out.raw[0]) for (src, targets, rgb), out in zip(ready, outs)]
+            collect()
+            written = writer.submit(_write_batch, items, args, bar)
+        collect()
+    bar.close()
+
+
+def _write_batch(items, args, bar) -> Tuple[int, int]:
+    """Write the outputs of one batch (``(src, targets, rgb, disparity, raw)`` each): ``(done, failed)``;
+    a file that cannot be written is reported and counted, the others are written."""
+    from tqdm.auto import tqdm
+
+    done = failed = 0
+    for src, targets, rgb, disparity, raw in items:
+        try:
+            metric = None
+            if getattr(args, "metric_from", None):
+                from ..evaluation.metric_files import metric_for_image
+
+                metric = metric_for_image(args.metric_from, src, raw)
+            write_outputs(targets, disparity, raw, rgb, args, metric)
+            done += 1
+        except (ValueError, OSError) as exc:
+            failed += 1
+            tqdm.write(f"error: {src}: {exc}", file=sys.stderr)
+        bar.update(1)
+    return done, failed
