@@ -11,6 +11,8 @@ is importable where diffusers is not installed.
 from importlib import import_module
 
 _EXPORTS = {
+    "CancelToken": "cancel",
+    "Cancelled": "cancel",
     "METHODS": "methods",
     "DepthSettings": "components",
     "MidasControlNetPipeline": "pipeline_midas_controlnet",
@@ -19,11 +21,12 @@ _EXPORTS = {
     "MidasDepth2ImgPipeline": "pipeline_midas_depth2img",
     "MidasDepthEstimator": "components",
     "MidasLDM3DPipeline": "pipeline_midas_ldm3d",
-    "MidasPipelineOutput": "depth_conditioning",
+    "MidasPipelineOutput": "outputs",
     "MidasT2IAdapterXLPipeline": "pipeline_midas_t2i_adapter_xl",
     "RGBDPipelineOutput": "pipeline_midas_ldm3d",
-    "clear_cache": "api",
-    "load_pipeline": "api",
+    "clear_cache": "load",
+    "load_pipeline": "load",
+    "load_rgbd_pipeline": "load_rgbd",
     "pipeline": "api",
 }
 __all__ = sorted(_EXPORTS)

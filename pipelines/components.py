@@ -4,7 +4,8 @@ The component does not own a network of its own: it wraps a ``DepthEstimator`` a
 estimator's model as its ``net`` submodule (the same object, no copy), so ``pipe.to(...)``, CPU
 offload and ``save_pretrained`` act on the one network. ``from_estimator(est)`` wraps a loaded
 estimator; ``from_zoo(name)`` loads one (memory-lean) and wraps it; ``from_pretrained(folder)``
-reads what ``save_pretrained`` wrote without building random weights first.
+reads what ``save_pretrained`` wrote without building random weights first (loading arguments given
+to it, ``max_pixels`` and ``cache_size``, win over the ones the folder stored).
 
 Depth is cached by (image content, settings), at most ``cache_size`` maps: trying ten prompts on
 one image runs the depth model once.
@@ -17,16 +18,18 @@ import json
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, List, Optional, Tuple
+from typing import Any, List, Optional, Tuple, Union
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 
 from midas_diffusion import DEFAULT_MODEL, DepthEstimator, get_model_spec
-from midas_diffusion.io.images import DEFAULT_MAX_PIXELS, to_compact_tensors
+from midas_diffusion.io.images import DEFAULT_MAX_PIXELS, CompactImages, to_compact_tensors
+from midas_diffusion.loading.factory import create_model
 
 WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
+STORED = "stored"  # a loading argument left to what the saved folder holds
 
 
 @dataclass(frozen=True)
@@ -71,9 +74,8 @@ class MidasDepthEstimator(ModelMixin, ConfigMixin):
     ):
         super().__init__()
         if estimator is None:
-            spec = get_model_spec(model_name)
-            net = spec.build(spec.arch.reduced() if reduced else spec.arch).eval()
-            estimator = DepthEstimator(net, spec, max_pixels=max_pixels)
+            net = create_model(model_name, reduced=reduced)
+            estimator = DepthEstimator(net, get_model_spec(model_name), max_pixels=max_pixels)
             estimator.reduced = reduced
         self._estimator = estimator
         self.net = estimator.model  # the estimator's own network, registered (not copied)
@@ -98,14 +100,18 @@ class MidasDepthEstimator(ModelMixin, ConfigMixin):
         return cls.from_estimator(est, cache_size=cache_size)
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, subfolder: Optional[str] = None, **kwargs
+    def from_pretrained(cls, pretrained_model_name_or_path, subfolder: Optional[str] = None, *,
+                        max_pixels: Union[int, None, str] = STORED, cache_size: Optional[int] = None, **kwargs
                         ) -> "MidasDepthEstimator":
         """What ``save_pretrained`` wrote (this folder, or a pipeline's ``depth_estimator`` subfolder).
 
         The weights are read once and assigned to a model built without random weights, so loading
-        needs about one copy of the weights in memory. ``torch_dtype``/``dtype`` cast it; other
-        diffusers loading arguments (``device_map``, ``low_cpu_mem_usage``, ...) do not apply: move
-        the component with ``.to()``.
+        needs about one copy of the weights in memory. ``max_pixels`` (None: no limit) and
+        ``cache_size``, when given, win over the values the folder stored. ``torch_dtype``/``dtype``
+        cast it; other diffusers loading arguments (``device_map``, ``low_cpu_mem_usage``, ...) do not
+        apply: move the component with ``.to()``.
+
+        >>> MidasDepthEstimator.from_pretrained("saved/depth_estimator", max_pixels=4_000_000)  # doctest: +SKIP
         """
         folder = Path(pretrained_model_name_or_path) / (subfolder or "")
         if not folder.is_dir():
@@ -122,10 +128,11 @@ class MidasDepthEstimator(ModelMixin, ConfigMixin):
         # the tensors were read for this load only: the model takes them without a copy
         state = OwnedStateDict((k[len("net."):], v) for k, v in read_state_dict(weights).items() if k.startswith("net."))
         dtype = kwargs.get("dtype", kwargs.get("torch_dtype")) or torch.float32
+        if max_pixels == STORED:
+            max_pixels = config.get("max_pixels", DEFAULT_MAX_PIXELS)
         est = DepthEstimator.from_pretrained(
-            config["model_name"], state, reduced=bool(config.get("reduced", False)),
-            max_pixels=config.get("max_pixels", DEFAULT_MAX_PIXELS), dtype=dtype)
-        return cls.from_estimator(est, cache_size=int(config.get("cache_size", 16)))
+            config["model_name"], state, reduced=bool(config.get("reduced", False)), max_pixels=max_pixels, dtype=dtype)
+        return cls.from_estimator(est, cache_size=int(cache_size if cache_size is not None else config.get("cache_size", 16)))
 
     # ------------------------------------------------------------------ use
     @property
@@ -140,11 +147,20 @@ class MidasDepthEstimator(ModelMixin, ConfigMixin):
     def clear_cache(self) -> None:
         self._cache.clear()
 
+    def set_max_pixels(self, max_pixels: Optional[int]) -> "MidasDepthEstimator":
+        """The largest image (in pixels; None: no limit) the component and its estimator accept."""
+        if max_pixels is not None and (not isinstance(max_pixels, int) or max_pixels < 1):
+            raise ValueError(f"max_pixels must be a positive integer or None, got {max_pixels!r}")
+        self.register_to_config(max_pixels=max_pixels)
+        self._estimator.max_pixels = max_pixels
+        return self
+
     @torch.no_grad()
     def estimate(self, images: Any, settings: DepthSettings = DepthSettings()) -> List[torch.Tensor]:
         """Disparity of each image: a list of (1,1,H,W) float32 tensors in [0,1], near = 1, on the
         estimator's device (the pipeline conditions there: nothing goes back to the CPU and over again).
-        Images are read in their compact form (uint8 stays uint8) and hashed in it."""
+        Images are read in their compact form (uint8 stays uint8) and hashed in it; images already
+        compact (a ``CompactImages``, as the pipelines pass them) go to the estimator as they are."""
         rgb = to_compact_tensors(images, self.config.max_pixels)
         out: List[Optional[torch.Tensor]] = [None] * len(rgb)
         todo = []
@@ -161,7 +177,7 @@ class MidasDepthEstimator(ModelMixin, ConfigMixin):
             for i, key in todo:
                 by_size.setdefault(tuple(rgb[i].shape), []).append((i, key))
             for group in by_size.values():  # one batched call per image size
-                result = runner([rgb[i] for i, _ in group], percentile=settings.percentile, gamma=settings.gamma,
+                result = runner(CompactImages(rgb[i] for i, _ in group), percentile=settings.percentile, gamma=settings.gamma,
                                 invert=settings.invert, output_device="same")
                 for (i, key), disparity in zip(group, result.per_image("disparity")):
                     out[i] = self._cache[key] = disparity.unsqueeze(0)

@@ -10,13 +10,13 @@ from diffusers import AutoencoderKL, ControlNetModel, StableDiffusionControlNetP
 from diffusers.schedulers import KarrasDiffusionSchedulers
 from transformers import CLIPTextModel, CLIPTokenizer
 
+from .call_steps import check_call, check_no_strength, midas_output, prepare_control
+from .cancel import CancelToken
 from .components import DepthSettings, MidasDepthEstimator
-from .conditioning import control_image
-from .depth_conditioning import check_call, generator_for, midas_output, prepare_depth, prompts_for_images
-from .loading import RealignOnLoad
+from .loading import MidasLoading
 
 
-class MidasControlNetPipeline(RealignOnLoad, StableDiffusionControlNetPipeline):
+class MidasControlNetPipeline(MidasLoading, StableDiffusionControlNetPipeline):
     r"""Generate from ``prompt`` with the depth of ``image`` through a depth ControlNet.
 
     Args:
@@ -59,33 +59,28 @@ class MidasControlNetPipeline(RealignOnLoad, StableDiffusionControlNetPipeline):
         num_images_per_prompt: int = 1, *, seed: Optional[int] = None, generator=None,
         processing_resolution: Optional[int] = None, percentile: Optional[Tuple[float, float]] = None, gamma: float = 1.0,
         invert: bool = False, background_mask=None, background_weight: float = 0.0, rgbd: Optional[str] = None,
-        output_type: str = "pil", return_dict: bool = True, **kwargs,
+        output_type: str = "pil", return_dict: bool = True, cancel: Optional[CancelToken] = None, **kwargs,
     ):
         """``image``: the photo whose depth conditions the result (or pass ``depth_map``, a disparity
         (B,1,H,W) in [0,1]); the depth controls (``processing_resolution``, ``percentile``, ``gamma``,
-        ``invert``, ``background_mask`` with ``background_weight``) shape that disparity. Other
+        ``invert``, ``background_mask`` with ``background_weight``) shape that disparity. ``cancel``:
+        a ``CancelToken`` that stops the run at the next step (``Cancelled``, see ``cancel.py``). Other
         keyword arguments go to ``StableDiffusionControlNetPipeline.__call__`` (``negative_prompt``,
         ``control_guidance_start``, ``callback_on_step_end``, ...). Results are at the photo's size."""
-        if "strength" in kwargs:
-            raise ValueError("strength applies to depth2img only; ControlNet generates from noise")
+        check_no_strength(kwargs, "ControlNet")
         check_call(num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
                    num_images_per_prompt=num_images_per_prompt, rgbd=rgbd)
         settings = DepthSettings(processing_resolution, percentile, gamma, invert)
-        depth = prepare_depth(self.depth_estimator, image, depth_map, settings, background_mask, background_weight,
-                              multiple=self.size_multiple(), keep_image=False)
-        generator, seed = generator_for(seed, generator)
-        control = control_image(depth.work_disparity)
-        negative_prompt = kwargs.get("negative_prompt")  # as given, for the record
-        prompts = prompts_for_images(prompt, control.shape[0], kwargs)
-        height, width = depth.work_size
+        call = prepare_control(self, prompt, image, depth_map, settings, background_mask, background_weight, kwargs,
+                               multiple=self.size_multiple(), seed=seed, generator=generator, cancel=cancel)
         result = super().__call__(
-            prompt=prompts, image=control, height=height, width=width, num_inference_steps=num_inference_steps,
-            guidance_scale=guidance_scale, controlnet_conditioning_scale=controlnet_conditioning_scale,
-            num_images_per_prompt=num_images_per_prompt, generator=generator, output_type=output_type,
-            return_dict=True, **kwargs,
+            prompt=call.prompts, image=call.control, height=call.height, width=call.width,
+            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+            controlnet_conditioning_scale=controlnet_conditioning_scale, num_images_per_prompt=num_images_per_prompt,
+            generator=call.generator, output_type=output_type, return_dict=True, **call.kwargs,
         )
-        record = dict(method=self.method_name, prompt=prompt, seed=seed, num_inference_steps=num_inference_steps,
-                      guidance_scale=guidance_scale, controlnet_conditioning_scale=controlnet_conditioning_scale,
-                      num_images_per_prompt=num_images_per_prompt, negative_prompt=negative_prompt)
-        return midas_output(self, result.images, depth, settings, rgbd=rgbd, output_type=output_type,
-                            return_dict=return_dict, record=record)
+        arguments = dict(prompt=prompt, seed=call.seed, num_inference_steps=num_inference_steps,
+                         guidance_scale=guidance_scale, controlnet_conditioning_scale=controlnet_conditioning_scale,
+                         num_images_per_prompt=num_images_per_prompt, negative_prompt=kwargs.get("negative_prompt"))
+        return midas_output(self, result.images, call.depth, settings, rgbd=rgbd, output_type=output_type,
+                            return_dict=return_dict, arguments=arguments)

@@ -15,13 +15,14 @@ from diffusers.loaders import FromSingleFileMixin
 from diffusers.schedulers import KarrasDiffusionSchedulers
 from transformers import CLIPTextModel, CLIPTokenizer
 
+from .call_steps import check_call, generator_for, midas_output, prepare_depth, prompts_for_images
+from .cancel import CancelToken, step_end_arguments
 from .components import DepthSettings, MidasDepthEstimator
-from .conditioning import depth2img_depth_map
-from .depth_conditioning import check_call, generator_for, midas_output, prepare_depth, prompts_for_images
-from .loading import RealignOnLoad
+from .disparity import depth2img_depth_map
+from .loading import MidasLoading
 
 
-class MidasDepth2ImgPipeline(RealignOnLoad, StableDiffusionDepth2ImgPipeline, FromSingleFileMixin):
+class MidasDepth2ImgPipeline(MidasLoading, StableDiffusionDepth2ImgPipeline, FromSingleFileMixin):
     r"""Restyle ``image`` with ``prompt`` while keeping its MiDaS depth.
 
     Args:
@@ -33,6 +34,7 @@ class MidasDepth2ImgPipeline(RealignOnLoad, StableDiffusionDepth2ImgPipeline, Fr
     """
 
     _optional_components = ["feature_extractor", "depth_estimator"]
+    method_name = "depth2img"
 
     def __init__(
         self,
@@ -58,20 +60,21 @@ class MidasDepth2ImgPipeline(RealignOnLoad, StableDiffusionDepth2ImgPipeline, Fr
         *, seed: Optional[int] = None, generator=None, output_type: str = "pil", return_dict: bool = True,
         processing_resolution: Optional[int] = None, percentile: Optional[Tuple[float, float]] = None,
         gamma: float = 1.0, invert: bool = False, background_mask=None, background_weight: float = 0.0,
-        rgbd: Optional[str] = None, **kwargs,
+        rgbd: Optional[str] = None, cancel: Optional[CancelToken] = None, **kwargs,
     ):
         """``image``: the photo (PIL, numpy, tensor, path), denoised from at ``strength``; ``depth_map``:
         an optional precomputed disparity (B,1,H,W) in [0,1] at the photo's size, otherwise it is
-        estimated (and cached). Other keyword arguments go to diffusers' depth-to-image ``__call__``."""
+        estimated (and cached); ``cancel``: a ``CancelToken`` that stops the run at the next step
+        (``Cancelled``, see ``cancel.py``). Other keyword arguments go to diffusers' depth-to-image
+        ``__call__`` (``callback_on_step_end``, ...)."""
         check_call(num_inference_steps=num_inference_steps, strength=strength, guidance_scale=guidance_scale,
                    num_images_per_prompt=num_images_per_prompt, rgbd=rgbd)
         settings = DepthSettings(processing_resolution, percentile, gamma, invert)
         depth = prepare_depth(self.depth_estimator, image, depth_map, settings, background_mask, background_weight,
-                              multiple=int(self.vae_scale_factor), keep_image=True)
+                              multiple=int(self.vae_scale_factor), keep_image=True, cancel=cancel)
         generator, seed = generator_for(seed, generator)
         parent_image, depth_mask = _one_per_prompt(prompt, depth.image, depth2img_depth_map(depth.work_disparity))
-        if negative_prompt is not None:
-            kwargs["negative_prompt"] = negative_prompt
+        kwargs = step_end_arguments(cancel, dict(kwargs, negative_prompt=negative_prompt))
         prompts = prompts_for_images(prompt, depth_mask.shape[0], kwargs)
         result = super().__call__(
             prompt=prompts, image=parent_image, depth_map=depth_mask, strength=strength,
@@ -79,11 +82,11 @@ class MidasDepth2ImgPipeline(RealignOnLoad, StableDiffusionDepth2ImgPipeline, Fr
             num_images_per_prompt=num_images_per_prompt, generator=generator, output_type=output_type,
             return_dict=True, **kwargs,
         )
-        record = dict(method="depth2img", prompt=prompt, seed=seed, strength=strength,
-                      num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
-                      num_images_per_prompt=num_images_per_prompt, negative_prompt=negative_prompt)
+        arguments = dict(prompt=prompt, seed=seed, strength=strength, num_inference_steps=num_inference_steps,
+                         guidance_scale=guidance_scale, num_images_per_prompt=num_images_per_prompt,
+                         negative_prompt=negative_prompt)
         return midas_output(self, result.images, depth, settings, rgbd=rgbd, output_type=output_type,
-                            return_dict=return_dict, record=record)
+                            return_dict=return_dict, arguments=arguments)
 
 
 def _one_per_prompt(prompt: Any, image: Any, depth: torch.Tensor) -> Tuple[Any, torch.Tensor]:

@@ -20,8 +20,9 @@ from diffusers.schedulers import KarrasDiffusionSchedulers
 from diffusers.utils import BaseOutput
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from .depth_conditioning import generator_for
-from .loading import RealignOnLoad
+from .call_steps import generator_for
+from .cancel import CancelToken, step_end_arguments
+from .loading import MidasLoading
 
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 
@@ -50,7 +51,7 @@ class RGBDPipelineOutput(BaseOutput):
     settings: Dict[str, Any] = field(default_factory=dict)
 
 
-class MidasLDM3DPipeline(RealignOnLoad, StableDiffusionPipeline):
+class MidasLDM3DPipeline(MidasLoading, StableDiffusionPipeline):
     """Text to RGB + depth with an LDM3D UNet/VAE (4 or 6 VAE output channels)."""
 
     _optional_components = ["safety_checker", "feature_extractor", "image_encoder"]
@@ -98,8 +99,12 @@ class MidasLDM3DPipeline(RealignOnLoad, StableDiffusionPipeline):
         generator=None,
         output_type: str = "pil",
         return_dict: bool = True,
+        cancel: Optional[CancelToken] = None,
         **kwargs,
     ):
+        """Text to RGB + depth; ``cancel``: a ``CancelToken`` that stops the run at the next step
+        (``Cancelled``, see ``cancel.py``). Other keyword arguments go to
+        ``StableDiffusionPipeline.__call__`` (``negative_prompt``, ``callback_on_step_end``, ...)."""
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
         if not isinstance(num_inference_steps, int) or num_inference_steps < 1:
@@ -107,7 +112,8 @@ class MidasLDM3DPipeline(RealignOnLoad, StableDiffusionPipeline):
         generator, seed = generator_for(seed, generator)
         latents = super().__call__(
             prompt=prompt, height=height, width=width, num_inference_steps=num_inference_steps,
-            guidance_scale=guidance_scale, generator=generator, output_type="latent", return_dict=False, **kwargs,
+            guidance_scale=guidance_scale, generator=generator, output_type="latent", return_dict=False,
+            **step_end_arguments(cancel, kwargs),
         )[0]
         settings = dict(method="ldm3d", prompt=prompt, seed=seed, num_inference_steps=num_inference_steps,
                         guidance_scale=guidance_scale, negative_prompt=kwargs.get("negative_prompt"),

@@ -11,13 +11,13 @@ from diffusers import AutoencoderKL, StableDiffusionXLAdapterPipeline, T2IAdapte
 from diffusers.schedulers import KarrasDiffusionSchedulers
 from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
+from .call_steps import check_call, check_no_strength, midas_output, prepare_control
+from .cancel import CancelToken
 from .components import DepthSettings, MidasDepthEstimator
-from .conditioning import control_image
-from .depth_conditioning import check_call, generator_for, midas_output, prepare_depth, prompts_for_images
-from .loading import RealignOnLoad
+from .loading import MidasLoading
 
 
-class MidasT2IAdapterXLPipeline(RealignOnLoad, StableDiffusionXLAdapterPipeline):
+class MidasT2IAdapterXLPipeline(MidasLoading, StableDiffusionXLAdapterPipeline):
     """SDXL + depth T2I-Adapter; the photo's zoo disparity is the adapter's input."""
 
     _optional_components = ["tokenizer", "tokenizer_2", "text_encoder", "text_encoder_2", "feature_extractor",
@@ -61,35 +61,30 @@ class MidasT2IAdapterXLPipeline(RealignOnLoad, StableDiffusionXLAdapterPipeline)
         *, prompt_2=None, num_images_per_prompt: int = 1, seed: Optional[int] = None, generator=None,
         processing_resolution: Optional[int] = None, percentile: Optional[Tuple[float, float]] = None,
         gamma: float = 1.0, invert: bool = False, background_mask=None, background_weight: float = 0.0,
-        rgbd: Optional[str] = None, output_type: str = "pil", return_dict: bool = True, **kwargs,
+        rgbd: Optional[str] = None, output_type: str = "pil", return_dict: bool = True,
+        cancel: Optional[CancelToken] = None, **kwargs,
     ):
         """``image``: the photo whose depth feeds the adapter (or ``depth_map``, a disparity (B,1,H,W)
-        in [0,1]); depth controls as in ``MidasControlNetPipeline``; the working size is a multiple of
-        ``size_multiple()``. Other keyword arguments go to ``StableDiffusionXLAdapterPipeline.__call__``."""
-        if "strength" in kwargs:
-            raise ValueError("strength applies to depth2img only; the T2I-Adapter generates from noise")
+        in [0,1]); depth controls and ``cancel`` as in ``MidasControlNetPipeline``; the working size
+        is a multiple of ``size_multiple()``. Other keyword arguments go to
+        ``StableDiffusionXLAdapterPipeline.__call__``."""
+        check_no_strength(kwargs, "the T2I-Adapter")
         check_call(num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
                    num_images_per_prompt=num_images_per_prompt, rgbd=rgbd)
         settings = DepthSettings(processing_resolution, percentile, gamma, invert)
-        depth = prepare_depth(self.depth_estimator, image, depth_map, settings, background_mask, background_weight,
-                              multiple=self.size_multiple(), keep_image=False)
-        generator, seed = generator_for(seed, generator)
-        control = control_image(depth.work_disparity)
-        negative_prompt = kwargs.get("negative_prompt")  # as given, for the record
-        if prompt_2 is not None:
-            kwargs["prompt_2"] = prompt_2
-        prompts = prompts_for_images(prompt, control.shape[0], kwargs)
-        height, width = depth.work_size
+        call = prepare_control(self, prompt, image, depth_map, settings, background_mask, background_weight,
+                               dict(kwargs, prompt_2=prompt_2), multiple=self.size_multiple(), seed=seed,
+                               generator=generator, cancel=cancel)
         result = super().__call__(
-            prompt=prompts, image=control, height=height, width=width, num_inference_steps=num_inference_steps,
-            guidance_scale=guidance_scale, adapter_conditioning_scale=adapter_conditioning_scale,
+            prompt=call.prompts, image=call.control, height=call.height, width=call.width,
+            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+            adapter_conditioning_scale=adapter_conditioning_scale,
             adapter_conditioning_factor=adapter_conditioning_factor, num_images_per_prompt=num_images_per_prompt,
-            generator=generator, output_type=output_type, return_dict=True, **kwargs,
+            generator=call.generator, output_type=output_type, return_dict=True, **call.kwargs,
         )
-        record = dict(method=self.method_name, prompt=prompt, prompt_2=prompt_2, seed=seed,
-                      num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
-                      adapter_conditioning_scale=adapter_conditioning_scale,
-                      adapter_conditioning_factor=adapter_conditioning_factor,
-                      num_images_per_prompt=num_images_per_prompt, negative_prompt=negative_prompt)
-        return midas_output(self, result.images, depth, settings, rgbd=rgbd, output_type=output_type,
-                            return_dict=return_dict, record=record)
+        arguments = dict(prompt=prompt, prompt_2=prompt_2, seed=call.seed, num_inference_steps=num_inference_steps,
+                         guidance_scale=guidance_scale, adapter_conditioning_scale=adapter_conditioning_scale,
+                         adapter_conditioning_factor=adapter_conditioning_factor,
+                         num_images_per_prompt=num_images_per_prompt, negative_prompt=kwargs.get("negative_prompt"))
+        return midas_output(self, result.images, call.depth, settings, rgbd=rgbd, output_type=output_type,
+                            return_dict=return_dict, arguments=arguments)

@@ -297,8 +297,9 @@ def test_pipeline_entry_point_loads_once_and_records_settings(controlnet, tmp_pa
 
 @pytest.mark.parametrize("which", ["controlnet", "depth2img"])
 def test_settings_reproduce_the_result(which, depth2img, controlnet, tmp_path):
-    """``pipeline(image, **out.settings)`` gives the same images; the components of the base folder
-    are recorded as such (None), not as the method's defaults; a scheduler choice does not stick."""
+    """``pipeline(image, **out.settings)`` gives the same images; the depth model that ran is named
+    (the base folder's own, not the method's default), the base's own control model is recorded as
+    such (None); a scheduler choice does not stick."""
     pipe = depth2img[1] if which == "depth2img" else controlnet[2]
     pipe.save_pretrained(tmp_path / "base")
     clear_cache()
@@ -306,8 +307,7 @@ def test_settings_reproduce_the_result(which, depth2img, controlnet, tmp_path):
         out = pipeline(_photo(), PROMPT, method=which, base=tmp_path / "base", num_inference_steps=2, output_type="np",
                        scheduler="euler", percentile=(2, 98), gamma=0.7, negative_prompt="blurry")
         settings = out.settings
-        assert settings["depth_model"] is None and settings["control_model"] is None
-        assert settings["depth_model_name"] == pipe.depth_estimator.model_name
+        assert settings["depth_model"] == pipe.depth_estimator.model_name and settings["control_model"] is None
         assert settings["scheduler"] == "EulerDiscreteScheduler" and isinstance(settings["seed"], int)
         again = pipeline(_photo(), **settings, output_type="np")
         np.testing.assert_array_equal(again.images, out.images)

@@ -160,7 +160,9 @@ def _tensor_to_compact(t: torch.Tensor, max_pixels: int | None) -> torch.Tensor:
     return t.clamp(0, 1) if lo < 0 or hi > 1 else t
 
 
-def _one_to_compact(item: Any, max_pixels: int | None, pin_memory: bool) -> torch.Tensor:
+def to_compact_tensor(item: Any, max_pixels: int | None = DEFAULT_MAX_PIXELS, pin_memory: bool = False) -> torch.Tensor:
+    """One image (PIL image, array, ``(C,H,W)``/``(H,W)`` tensor or path) -> its compact tensor: the
+    one conversion of an image (``to_compact_tensors`` applies it to each)."""
     if isinstance(item, (str, os.PathLike)):
         item = load_image_file(item, max_pixels)
     if isinstance(item, torch.Tensor):
@@ -179,6 +181,13 @@ def _one_to_compact(item: Any, max_pixels: int | None, pin_memory: bool) -> torc
     raise ImageError(f"unsupported image type {type(item).__name__} (use a PIL image, array, tensor or path)")
 
 
+class CompactImages(list):
+    """Images already in compact form: what ``to_compact_tensors`` returns. Passed to it again (on
+    their way from a pipeline through its depth component to the estimator) they come back as they
+    are, with only their sizes checked against ``max_pixels``: an image is converted, and a float
+    image's range scanned (one GPU sync), once."""
+
+
 def _as_list(images: Any) -> list:
     if isinstance(images, (list, tuple)):
         return list(images)
@@ -191,22 +200,27 @@ def to_compact_tensors(
     *,
     pin_memory: bool = False,
 ) -> List[torch.Tensor]:
-    """One or many images -> a list of ``(C,H,W)`` tensors in compact form (see the module docstring).
+    """One or many images -> a list (``CompactImages``) of ``(C,H,W)`` tensors in compact form (see
+    the module docstring); a ``CompactImages`` comes back as it is.
 
     Accepts PIL images, numpy arrays (HxW or HxWxC; uint8, uint16, bool, or float in [0,1]), tensors
     (``(3,H,W)``, ``(1,H,W)``, ``(H,W)`` or a ``(B,C,H,W)`` batch; float in [0,1], uint8 or uint16),
     and file paths. Alpha is dropped; EXIF rotation is applied. Tensors stay on their device.
     ``pin_memory=True`` puts the pixels of PIL images and arrays in pinned (page-locked) memory.
     """
+    if isinstance(images, CompactImages):
+        for t in images:
+            check_pixels(t.shape[-2], t.shape[-1], max_pixels)
+        return images
     items = _as_list(images)
     if not items:
         raise ImageError("no images given")
-    out: List[torch.Tensor] = []
+    out = CompactImages()
     for item in items:
         if isinstance(item, torch.Tensor) and item.ndim == 4:
-            out.extend(_tensor_to_compact(t, max_pixels) for t in item)
+            out.extend(to_compact_tensor(t, max_pixels, pin_memory) for t in item)
         else:
-            out.append(_one_to_compact(item, max_pixels, pin_memory))
+            out.append(to_compact_tensor(item, max_pixels, pin_memory))
     return out
 
 

@@ -2,47 +2,37 @@
 
 Each pipeline file calls them in order, top to bottom:
 
-1. ``check_call`` -- the arguments, before anything runs;
+1. ``check_call`` (and ``check_no_strength`` for the methods that generate from noise) -- the
+   arguments, before anything runs;
 2. ``prepare_depth`` -- the photo's disparity (estimated by the ``depth_estimator`` component,
    cached, or the user's ``depth_map``), the background mask, the working size (a multiple the VAE
-   and the control model accept) and the photo at that size;
+   and the control model accept) and the photo at that size; the ControlNet and adapter pipelines
+   take ``prepare_control`` instead, which adds steps 3 and 4 and the control image;
 3. ``generator_for`` / ``prompts_for_images`` -- the seed and one prompt per photo;
-4. the diffusers parent's ``__call__``;
-5. ``midas_output`` -- the images back at the photo's size, the RGBD disparity, the typed output
-   with the settings that reproduce the call.
+4. ``step_end_arguments`` (``cancel.py``) -- the ``cancel=`` token checked at every step end, beside
+   the caller's ``callback_on_step_end``;
+5. the diffusers parent's ``__call__``;
+6. ``midas_output`` -- the images back at the photo's size, the RGBD disparity, the typed output
+   with the settings that reproduce the call (``outputs.run_settings``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple
 
 import PIL.Image
 import torch
 import torch.nn.functional as F
-from diffusers.utils import BaseOutput
 
 from midas_diffusion.io.images import to_compact_tensors, to_float_rgb
 
+from .cancel import CancelToken, check_cancelled, step_end_arguments
 from .components import DepthSettings
-from .conditioning import apply_background, check_background, check_disparity
+from .disparity import apply_background, check_background, check_disparity, control_image
+from .outputs import MidasPipelineOutput, run_settings
 
 RGBD_MODES = (None, "conditioning", "reestimate")
-
-
-@dataclass
-class MidasPipelineOutput(BaseOutput):
-    """``images``: the results (PIL list, numpy or tensor, per ``output_type``), at the input's size.
-    ``disparity``: (B,1,H,W) float32 in [0,1] (near = 1) that conditioned them, at the input's size.
-    ``settings``: everything needed to reproduce the call (seed included when known).
-    ``output_disparity``: with ``rgbd=...``, (N,1,H,W) float32 disparity aligned with each output
-    image: the conditioning disparity (``rgbd="conditioning"``) or the disparity re-estimated on
-    the result (``rgbd="reestimate"``); else None."""
-
-    images: Any
-    disparity: torch.Tensor
-    settings: Dict[str, Any] = field(default_factory=dict)
-    output_disparity: Optional[torch.Tensor] = None
 
 
 @dataclass
@@ -74,6 +64,12 @@ def check_call(*, num_inference_steps=None, strength=None, guidance_scale=None, 
         raise ValueError(f"rgbd must be None, 'conditioning' or 'reestimate', got {rgbd!r}")
 
 
+def check_no_strength(kwargs: Dict[str, Any], what: str) -> None:
+    """``strength`` belongs to depth2img; ``what`` (e.g. "ControlNet") generates from noise."""
+    if "strength" in kwargs:
+        raise ValueError(f"strength applies to depth2img only; {what} generates from noise")
+
+
 def working_size(height: int, width: int, multiple: int = 8) -> Tuple[int, int]:
     """Nearest multiple of ``multiple`` (at least one multiple) for each side."""
     def snap(x):
@@ -92,17 +88,21 @@ def prepare_depth(
     *,
     multiple: int = 8,
     keep_image: bool = True,
+    cancel: Optional[CancelToken] = None,
 ) -> PreparedDepth:
     """The disparity that conditions the call, and the photo at the working size.
 
     ``depth_map`` (the user's disparity) wins over estimating; the mask is checked before any depth
-    is estimated. The working size is the nearest multiple of ``multiple`` per side.
+    is estimated. The working size is the nearest multiple of ``multiple`` per side. A set
+    ``cancel`` token stops the call before the depth model runs.
     """
     if image is None and depth_map is None:
         raise ValueError("image is required (or pass depth_map for the conditioning)")
+    check_cancelled(cancel)
     max_pixels = getattr(depth_estimator.config, "max_pixels", None) if depth_estimator is not None else None
-    # decoded once, kept compact (uint8 stays uint8): the estimator converts on its own device, and
-    # only depth2img needs the photo as float
+    # converted once, here, and kept compact (uint8 stays uint8): the same tensors travel through the
+    # depth component to the estimator (a CompactImages is not converted again), which widens them
+    # on its own device; only depth2img needs the photo as float
     rgb = to_compact_tensors(image, max_pixels) if image is not None else None
     if rgb is not None and len({tuple(t.shape[-2:]) for t in rgb}) > 1:
         raise ValueError("all images of one call must have the same size")
@@ -158,6 +158,53 @@ def prompts_for_images(prompt: Any, count: int, kwargs: Dict[str, Any]) -> Any:
     return [prompt] * count
 
 
+@dataclass
+class ControlCall:
+    """What a ControlNet / adapter pipeline hands its diffusers parent (from ``prepare_control``)."""
+
+    depth: PreparedDepth
+    control: torch.Tensor  # (B,3,h,w) in [0,1] at the working size
+    prompts: Any  # one prompt per photo
+    generator: Any
+    seed: Optional[int]
+    kwargs: Dict[str, Any]  # the caller's other arguments for the parent, with the step-end check
+
+    @property
+    def height(self) -> int:
+        return self.depth.work_size[0]
+
+    @property
+    def width(self) -> int:
+        return self.depth.work_size[1]
+
+
+def prepare_control(
+    pipe: Any,
+    prompt: Any,
+    image: Any,
+    depth_map: Any,
+    settings: DepthSettings,
+    background_mask: Any,
+    background_weight: float,
+    kwargs: Dict[str, Any],
+    *,
+    multiple: int,
+    seed: Optional[int],
+    generator: Any,
+    cancel: Optional[CancelToken] = None,
+) -> ControlCall:
+    """Steps 2-4 for the methods whose control image is the disparity: the depth at the working
+    size, the control image, the seed, one prompt per photo (``kwargs``' string negative prompts and
+    ``prompt_2`` follow), and the ``cancel`` check at every step end. ``kwargs`` is not changed."""
+    depth = prepare_depth(pipe.depth_estimator, image, depth_map, settings, background_mask, background_weight,
+                          multiple=multiple, keep_image=False, cancel=cancel)
+    generator, seed = generator_for(seed, generator)
+    control = control_image(depth.work_disparity)
+    kwargs = step_end_arguments(cancel, dict(kwargs))
+    prompts = prompts_for_images(prompt, control.shape[0], kwargs)
+    return ControlCall(depth, control, prompts, generator, seed, kwargs)
+
+
 def generator_for(seed: Optional[int], generator: Any) -> Tuple[Any, Optional[int]]:
     """``seed`` -> a CPU generator (reproducible on any device); a given ``generator`` wins."""
     if generator is not None:
@@ -208,16 +255,15 @@ def rgbd_disparity(depth_estimator: Any, images: Any, prepared: PreparedDepth, m
 
 
 def midas_output(pipe: Any, images: Any, prepared: PreparedDepth, settings: DepthSettings, *, rgbd: Optional[str],
-                 output_type: str, return_dict: bool, record: Dict[str, Any]):
-    """Restore the photo's size, add the RGBD disparity, and build the typed output (or the tuple
-    ``(images, disparity)`` with ``return_dict=False``)."""
+                 output_type: str, return_dict: bool, arguments: Dict[str, Any]):
+    """Restore the photo's size, add the RGBD disparity, and build the typed output with the run's
+    settings (``outputs.run_settings`` of the call's ``arguments``), or the tuple
+    ``(images, disparity)`` with ``return_dict=False``."""
     images = restore_size(images, prepared.size, output_type)
     output_disparity = rgbd_disparity(pipe.depth_estimator, images, prepared, rgbd, output_type, settings)
     disparity = prepared.disparity.float().cpu()  # results are CPU tensors, wherever the depth ran
     output_disparity = None if output_disparity is None else output_disparity.float().cpu()
     if not return_dict:
         return images, disparity
-    run_settings = dict(record, depth_model=getattr(pipe.depth_estimator, "model_name", None), **settings.__dict__,
-                        scheduler=type(pipe.scheduler).__name__)
-    return MidasPipelineOutput(images=images, disparity=disparity, settings=run_settings,
+    return MidasPipelineOutput(images=images, disparity=disparity, settings=run_settings(pipe, arguments, settings),
                                output_disparity=output_disparity)

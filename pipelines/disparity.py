@@ -1,4 +1,5 @@
-"""One depth path for every method: disparity (B,1,H,W) in [0,1] -> what each pipeline consumes.
+"""Disparity maps in the pipelines: the user's ``depth_map`` and ``background_mask`` checked, the
+mask applied, and the disparity (B,1,H,W) in [0,1] in the form each method consumes.
 
 Float all the way: no 8-bit round trip anywhere.
 """
