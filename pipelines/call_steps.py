@@ -187,6 +187,7 @@ def prepare_control(
     background_mask: Any,
     background_weight: float,
     kwargs: Dict[str, Any],
+    parent_call: Any,
     *,
     multiple: int,
     seed: Optional[int],
@@ -195,12 +196,13 @@ def prepare_control(
 ) -> ControlCall:
     """Steps 2-4 for the methods whose control image is the disparity: the depth at the working
     size, the control image, the seed, one prompt per photo (``kwargs``' string negative prompts and
-    ``prompt_2`` follow), and the ``cancel`` check at every step end. ``kwargs`` is not changed."""
+    ``prompt_2`` follow), and the ``cancel`` check at every step end of ``parent_call`` (the
+    diffusers parent's ``__call__``, which the pipeline then calls). ``kwargs`` is not changed."""
     depth = prepare_depth(pipe.depth_estimator, image, depth_map, settings, background_mask, background_weight,
                           multiple=multiple, keep_image=False, cancel=cancel)
     generator, seed = generator_for(seed, generator)
     control = control_image(depth.work_disparity)
-    kwargs = step_end_arguments(cancel, dict(kwargs))
+    kwargs = step_end_arguments(cancel, dict(kwargs), parent_call)
     prompts = prompts_for_images(prompt, control.shape[0], kwargs)
     return ControlCall(depth, control, prompts, generator, seed, kwargs)
 

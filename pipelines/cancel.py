@@ -26,6 +26,7 @@ A token stays cancelled: make a new one for the next run.
 
 from __future__ import annotations
 
+import inspect
 import threading
 from typing import Any, Callable, Dict, Optional
 
@@ -70,14 +71,19 @@ def check_cancelled(cancel: Optional[CancelToken]) -> None:
         cancel.raise_if_cancelled()
 
 
-def step_end_arguments(cancel: Optional[CancelToken], kwargs: Dict[str, Any]) -> Dict[str, Any]:
+def step_end_arguments(cancel: Optional[CancelToken], kwargs: Dict[str, Any],
+                       parent_call: Optional[Callable] = None) -> Dict[str, Any]:
     """``kwargs`` for a diffusers ``__call__`` with ``cancel`` checked at the end of every step.
 
     The caller's ``callback_on_step_end`` (a function, ``PipelineCallback`` or
     ``MultiPipelineCallbacks``) and ``callback_on_step_end_tensor_inputs`` pass through unchanged;
-    with a token, the token is checked first and the caller's callback runs after it.
+    with a token, the token is checked first and the caller's callback runs after it. A
+    ``parent_call`` without ``callback_on_step_end`` (diffusers' SDXL T2I-Adapter pipeline) gets
+    the check through its older per-step ``callback`` instead.
     """
     check_cancelled(cancel)
+    if parent_call is not None and "callback_on_step_end" not in inspect.signature(parent_call).parameters:
+        return _legacy_step_arguments(cancel, kwargs)
     if cancel is None:
         return kwargs
     callback: Optional[Callable] = kwargs.get("callback_on_step_end")
@@ -93,3 +99,22 @@ def step_end_arguments(cancel: Optional[CancelToken], kwargs: Dict[str, Any]) ->
     if tensor_inputs is not None:
         out["callback_on_step_end_tensor_inputs"] = tensor_inputs
     return out
+
+
+def _legacy_step_arguments(cancel: Optional[CancelToken], kwargs: Dict[str, Any]) -> Dict[str, Any]:
+    for name in ("callback_on_step_end", "callback_on_step_end_tensor_inputs"):
+        if kwargs.get(name) is not None:
+            raise ValueError(f"{name} is not supported by this pipeline's diffusers loop; use callback= "
+                             "(called as callback(step, timestep, latents)) or cancel=")
+    kwargs = {k: v for k, v in kwargs.items() if k not in ("callback_on_step_end", "callback_on_step_end_tensor_inputs")}
+    if cancel is None:
+        return kwargs
+    callback: Optional[Callable] = kwargs.get("callback")
+    every = kwargs.get("callback_steps") or 1
+
+    def on_step(step, timestep, latents):
+        cancel.raise_if_cancelled()
+        if callback is not None and step % every == 0:
+            callback(step, timestep, latents)
+
+    return dict(kwargs, callback=on_step, callback_steps=1)

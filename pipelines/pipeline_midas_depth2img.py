@@ -74,7 +74,7 @@ class MidasDepth2ImgPipeline(MidasLoading, StableDiffusionDepth2ImgPipeline, Fro
                               multiple=int(self.vae_scale_factor), keep_image=True, cancel=cancel)
         generator, seed = generator_for(seed, generator)
         parent_image, depth_mask = _one_per_prompt(prompt, depth.image, depth2img_depth_map(depth.work_disparity))
-        kwargs = step_end_arguments(cancel, dict(kwargs, negative_prompt=negative_prompt))
+        kwargs = step_end_arguments(cancel, dict(kwargs, negative_prompt=negative_prompt), super().__call__)
         prompts = prompts_for_images(prompt, depth_mask.shape[0], kwargs)
         result = super().__call__(
             prompt=prompts, image=parent_image, depth_map=depth_mask, strength=strength,

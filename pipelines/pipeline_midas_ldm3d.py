@@ -113,7 +113,7 @@ class MidasLDM3DPipeline(MidasLoading, StableDiffusionPipeline):
         latents = super().__call__(
             prompt=prompt, height=height, width=width, num_inference_steps=num_inference_steps,
             guidance_scale=guidance_scale, generator=generator, output_type="latent", return_dict=False,
-            **step_end_arguments(cancel, kwargs),
+            **step_end_arguments(cancel, kwargs, super().__call__),
         )[0]
         settings = dict(method="ldm3d", prompt=prompt, seed=seed, num_inference_steps=num_inference_steps,
                         guidance_scale=guidance_scale, negative_prompt=kwargs.get("negative_prompt"),

@@ -73,8 +73,8 @@ class MidasT2IAdapterXLPipeline(MidasLoading, StableDiffusionXLAdapterPipeline):
                    num_images_per_prompt=num_images_per_prompt, rgbd=rgbd)
         settings = DepthSettings(processing_resolution, percentile, gamma, invert)
         call = prepare_control(self, prompt, image, depth_map, settings, background_mask, background_weight,
-                               dict(kwargs, prompt_2=prompt_2), multiple=self.size_multiple(), seed=seed,
-                               generator=generator, cancel=cancel)
+                               dict(kwargs, prompt_2=prompt_2), super().__call__, multiple=self.size_multiple(),
+                               seed=seed, generator=generator, cancel=cancel)
         result = super().__call__(
             prompt=call.prompts, image=call.control, height=call.height, width=call.width,
             num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,

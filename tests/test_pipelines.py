@@ -428,3 +428,120 @@ def test_sdxl_pipelines_round_trip_bit_exactly(kind, depth_model, tmp_path):
     after = again(PROMPT, **kwargs)
     np.testing.assert_array_equal(before.images, after.images)
     assert torch.equal(before.disparity, after.disparity)
+
+
+# the pipeline classes, conversion once, cancellation -----------------------------------------------
+
+def test_every_method_has_its_imported_pipeline_class():
+    from midas_diffusion.pipelines.load import PIPELINES
+    from midas_diffusion.pipelines.methods import METHODS
+
+    assert sorted(PIPELINES) == sorted(METHODS)
+    assert all(cls.method_name == name for name, cls in PIPELINES.items())
+
+
+@pytest.mark.parametrize("form", ["float tensor", "PIL"])
+def test_pipeline_converts_an_image_once(form, controlnet, tmp_path, monkeypatch):
+    """The compact tensor made where the image enters travels through the depth component to the
+    estimator: one conversion (and one range scan of a float image) per image, not one per layer."""
+    from midas_diffusion.io import images
+
+    _, cn, pipe = controlnet
+    pipe.save_pretrained(tmp_path / "base")
+    photo = torch.rand(3, 48, 80) if form == "float tensor" else Image.fromarray(_photo(seed=9))
+    conversions = []
+    convert = images.to_compact_tensor
+
+    def counting(item, *args, **kwargs):
+        conversions.append(type(item).__name__)
+        return convert(item, *args, **kwargs)
+
+    monkeypatch.setattr(images, "to_compact_tensor", counting)
+    pipe.depth_estimator.clear_cache()
+    runs = pipe.depth_estimator.depth_runs
+    out = pipeline(photo, PROMPT, method="controlnet", base=tmp_path / "base", depth_model=pipe.depth_estimator,
+                   control_model=cn, num_inference_steps=1, seed=0, output_type="np", cache=None)
+    assert pipe.depth_estimator.depth_runs == runs + 1  # the estimator did run on it
+    assert len(conversions) == 1, conversions
+    assert out.settings["depth_model"] == pipe.depth_estimator.model_name
+
+
+def _unet_calls(pipe, cancel_at=None, token=None):
+    """A forward pre-hook counting UNet calls (one per step: CFG runs both halves in one batch);
+    at call ``cancel_at`` (1-based) it sets ``token``, as a Cancel button pressed during that step."""
+    calls = []
+
+    def hook(module, args):
+        calls.append(1)
+        if cancel_at is not None and len(calls) == cancel_at:
+            token.cancel()
+
+    return calls, pipe.unet.register_forward_pre_hook(hook)
+
+
+def _decodes(pipe):
+    decoded = []
+    return decoded, pipe.vae.decoder.register_forward_pre_hook(lambda module, args: decoded.append(1))
+
+
+@pytest.mark.parametrize("kind", ["controlnet", "depth2img", "controlnet-sdxl", "controlnet-union", "t2i-adapter"])
+def test_a_cancelled_run_stops_within_one_step_and_the_next_run_works(kind, controlnet, depth2img):
+    from midas_diffusion.pipelines import CancelToken, Cancelled
+
+    if kind == "controlnet":
+        pipe = controlnet[2]
+    elif kind == "depth2img":
+        pipe = depth2img[1]
+    else:
+        pipe = _quiet(_sdxl_pipeline(kind, tiny_depth_estimator()))
+    kwargs = dict(image=_photo(64, 96), num_inference_steps=8, seed=0, output_type="np")
+    if kind == "depth2img":
+        kwargs["strength"] = 1.0  # all 8 steps
+    token = CancelToken()
+    calls, counting = _unet_calls(pipe, cancel_at=2, token=token)
+    decoded, decoding = _decodes(pipe)
+    try:
+        with pytest.raises(Cancelled):
+            pipe(PROMPT, cancel=token, **kwargs)
+        assert token.cancelled and len(calls) == 2 and not decoded  # stopped at the end of step 1, nothing decoded
+        calls.clear()
+        after = pipe(PROMPT, cancel=CancelToken(), **kwargs)
+        assert len(calls) == 8 and decoded
+        plain = pipe(PROMPT, **kwargs)
+    finally:
+        counting.remove()
+        decoding.remove()
+    np.testing.assert_array_equal(after.images, plain.images)  # the cancelled run left nothing behind
+
+
+def test_cancel_before_the_run_and_beside_a_callback(controlnet, tmp_path):
+    """A token already set stops ``pipeline()`` before the depth model runs; a caller's own
+    ``callback_on_step_end`` runs beside the token, its tensor inputs passed through."""
+    from midas_diffusion.pipelines import CancelToken, Cancelled
+
+    _, cn, pipe = controlnet
+    pipe.save_pretrained(tmp_path / "base")
+    pipe.depth_estimator.clear_cache()
+    runs = pipe.depth_estimator.depth_runs
+    token = CancelToken()
+    token.cancel()
+    kwargs = dict(method="controlnet", base=tmp_path / "base", depth_model=pipe.depth_estimator, control_model=cn,
+                  num_inference_steps=3, seed=0, output_type="np", cache=None)
+    with pytest.raises(Cancelled):
+        pipeline(_photo(), PROMPT, cancel=token, **kwargs)
+    assert pipe.depth_estimator.depth_runs == runs
+    seen = []
+
+    def on_step(p, i, t, kw):
+        seen.append((i, sorted(kw)))
+        return kw
+
+    pipeline(_photo(), PROMPT, cancel=CancelToken(), callback_on_step_end=on_step,
+             callback_on_step_end_tensor_inputs=["latents", "prompt_embeds"], **kwargs)
+    assert seen == [(i, ["latents", "prompt_embeds"]) for i in range(3)]
+    token = CancelToken()
+    with pytest.raises(Cancelled):  # token.callback alone, as a plain diffusers callback
+        pipe(PROMPT, image=_photo(), num_inference_steps=3, seed=0, output_type="np",
+             callback_on_step_end=lambda p, i, t, kw: (token.cancel(), token.callback(p, i, t, kw))[1])
+    with pytest.raises(TypeError, match="CancelToken"):
+        pipe(PROMPT, image=_photo(), num_inference_steps=1, cancel=True)
