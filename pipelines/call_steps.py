@@ -18,7 +18,7 @@ Each pipeline file calls them in order, top to bottom:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Dict, Optional, Tuple
 
 import PIL.Image
@@ -158,53 +158,95 @@ def prompts_for_images(prompt: Any, count: int, kwargs: Dict[str, Any]) -> Any:
     return [prompt] * count
 
 
+@dataclass(frozen=True)
+class MidasArguments:
+    """The keyword arguments every MiDaS pipeline's ``__call__`` takes beside its diffusers parent's:
+    their one definition, defaults included.
+
+    ``processing_resolution``, ``percentile``, ``gamma``, ``invert``: how the disparity is made
+    (``DepthSettings``); ``background_mask`` (1 = subject, any size of the photo's aspect ratio)
+    with ``background_weight`` (0 flattens the background's depth, 0.5 halves it); ``rgbd``: None,
+    ``"conditioning"`` or ``"reestimate"`` (see ``MidasPipelineOutput.output_disparity``);
+    ``seed``: the seed of a CPU generator (a given ``generator`` wins); ``cancel``: a
+    ``CancelToken`` that stops the run at the next step (``Cancelled``, see ``cancel.py``).
+    """
+
+    processing_resolution: Optional[int] = None
+    percentile: Optional[Tuple[float, float]] = None
+    gamma: float = 1.0
+    invert: bool = False
+    background_mask: Any = None
+    background_weight: float = 0.0
+    rgbd: Optional[str] = None
+    seed: Optional[int] = None
+    cancel: Optional[CancelToken] = None
+
+    @classmethod
+    def take(cls, kwargs: Dict[str, Any]) -> "MidasArguments":
+        """Those given in ``kwargs``, removed from it (the rest is for the diffusers parent)."""
+        return cls(**{f.name: kwargs.pop(f.name) for f in fields(cls) if f.name in kwargs})
+
+    @property
+    def depth_settings(self) -> DepthSettings:
+        return DepthSettings(self.processing_resolution, self.percentile, self.gamma, self.invert)
+
+
 @dataclass
 class ControlCall:
     """What a ControlNet / adapter pipeline hands its diffusers parent (from ``prepare_control``)."""
 
     depth: PreparedDepth
     control: torch.Tensor  # (B,3,h,w) in [0,1] at the working size
-    prompts: Any  # one prompt per photo
-    generator: Any
-    seed: Optional[int]
-    kwargs: Dict[str, Any]  # the caller's other arguments for the parent, with the step-end check
+    midas: MidasArguments
+    parent_kwargs: Dict[str, Any]  # for the parent: prompts, size, steps, generator, ..., the step-end check
+    arguments: Dict[str, Any]  # the call's arguments shared by these methods, for the run's settings
 
-    @property
-    def height(self) -> int:
-        return self.depth.work_size[0]
-
-    @property
-    def width(self) -> int:
-        return self.depth.work_size[1]
+    def finish(self, pipe: Any, images: Any, return_dict: bool, **arguments: Any):
+        """``midas_output`` of the parent's ``images``; ``arguments``: the method's own, recorded."""
+        return midas_output(pipe, images, self.depth, self.midas, output_type=self.parent_kwargs["output_type"],
+                            return_dict=return_dict, arguments=dict(self.arguments, **arguments))
 
 
 def prepare_control(
     pipe: Any,
+    what: str,
     prompt: Any,
     image: Any,
     depth_map: Any,
-    settings: DepthSettings,
-    background_mask: Any,
-    background_weight: float,
     kwargs: Dict[str, Any],
     parent_call: Any,
     *,
-    multiple: int,
-    seed: Optional[int],
+    num_inference_steps: int,
+    guidance_scale: float,
+    num_images_per_prompt: int,
     generator: Any,
-    cancel: Optional[CancelToken] = None,
+    output_type: str,
 ) -> ControlCall:
-    """Steps 2-4 for the methods whose control image is the disparity: the depth at the working
-    size, the control image, the seed, one prompt per photo (``kwargs``' string negative prompts and
-    ``prompt_2`` follow), and the ``cancel`` check at every step end of ``parent_call`` (the
-    diffusers parent's ``__call__``, which the pipeline then calls). ``kwargs`` is not changed."""
-    depth = prepare_depth(pipe.depth_estimator, image, depth_map, settings, background_mask, background_weight,
-                          multiple=multiple, keep_image=False, cancel=cancel)
-    generator, seed = generator_for(seed, generator)
+    """Steps 1-4 for the methods whose control image is the disparity (``what`` names the method
+    in errors): the arguments checked, the depth at the working size (a multiple of
+    ``pipe.size_multiple()``), the control image, the seed, one prompt per photo (``kwargs``' string
+    negative prompts and ``prompt_2`` follow), and the ``cancel`` check at every step end of
+    ``parent_call`` (the diffusers parent's ``__call__``, which the pipeline then calls with
+    ``parent_kwargs``). ``kwargs`` (the call's other keyword arguments) is not changed."""
+    kwargs = dict(kwargs)
+    midas = MidasArguments.take(kwargs)
+    check_no_strength(kwargs, what)
+    check_call(num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+               num_images_per_prompt=num_images_per_prompt, rgbd=midas.rgbd)
+    arguments = dict(prompt=prompt, **({"prompt_2": kwargs["prompt_2"]} if "prompt_2" in kwargs else {}),
+                     num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+                     num_images_per_prompt=num_images_per_prompt, negative_prompt=kwargs.get("negative_prompt"))
+    depth = prepare_depth(pipe.depth_estimator, image, depth_map, midas.depth_settings, midas.background_mask,
+                          midas.background_weight, multiple=pipe.size_multiple(), keep_image=False, cancel=midas.cancel)
+    generator, arguments["seed"] = generator_for(midas.seed, generator)
     control = control_image(depth.work_disparity)
-    kwargs = step_end_arguments(cancel, dict(kwargs), parent_call)
+    kwargs = step_end_arguments(midas.cancel, kwargs, parent_call)
     prompts = prompts_for_images(prompt, control.shape[0], kwargs)
-    return ControlCall(depth, control, prompts, generator, seed, kwargs)
+    height, width = depth.work_size
+    parent_kwargs = dict(kwargs, prompt=prompts, height=height, width=width, num_inference_steps=num_inference_steps,
+                         guidance_scale=guidance_scale, num_images_per_prompt=num_images_per_prompt,
+                         generator=generator, output_type=output_type, return_dict=True)
+    return ControlCall(depth, control, midas, parent_kwargs, arguments)
 
 
 def generator_for(seed: Optional[int], generator: Any) -> Tuple[Any, Optional[int]]:
@@ -256,13 +298,14 @@ def rgbd_disparity(depth_estimator: Any, images: Any, prepared: PreparedDepth, m
     return torch.cat(depth_estimator.estimate(list(images), settings))
 
 
-def midas_output(pipe: Any, images: Any, prepared: PreparedDepth, settings: DepthSettings, *, rgbd: Optional[str],
-                 output_type: str, return_dict: bool, arguments: Dict[str, Any]):
+def midas_output(pipe: Any, images: Any, prepared: PreparedDepth, midas: MidasArguments, *, output_type: str,
+                 return_dict: bool, arguments: Dict[str, Any]):
     """Restore the photo's size, add the RGBD disparity, and build the typed output with the run's
     settings (``outputs.run_settings`` of the call's ``arguments``), or the tuple
     ``(images, disparity)`` with ``return_dict=False``."""
+    settings = midas.depth_settings
     images = restore_size(images, prepared.size, output_type)
-    output_disparity = rgbd_disparity(pipe.depth_estimator, images, prepared, rgbd, output_type, settings)
+    output_disparity = rgbd_disparity(pipe.depth_estimator, images, prepared, midas.rgbd, output_type, settings)
     disparity = prepared.disparity.float().cpu()  # results are CPU tensors, wherever the depth ran
     output_disparity = None if output_disparity is None else output_disparity.float().cpu()
     if not return_dict:

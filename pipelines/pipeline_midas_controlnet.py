@@ -3,16 +3,15 @@ conditioned on MiDaS disparity from the zoo as a float control image (no 8-bit r
 
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple
+from typing import Any, Optional
 
 import torch
 from diffusers import AutoencoderKL, ControlNetModel, StableDiffusionControlNetPipeline, UNet2DConditionModel
 from diffusers.schedulers import KarrasDiffusionSchedulers
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from .call_steps import check_call, check_no_strength, midas_output, prepare_control
-from .cancel import CancelToken
-from .components import DepthSettings, MidasDepthEstimator
+from .call_steps import prepare_control
+from .components import MidasDepthEstimator
 from .loading import MidasLoading
 
 
@@ -56,32 +55,19 @@ class MidasControlNetPipeline(MidasLoading, StableDiffusionControlNetPipeline):
     def __call__(
         self, prompt=None, image=None, depth_map: Optional[torch.Tensor] = None,
         num_inference_steps: int = 50, guidance_scale: float = 7.5, controlnet_conditioning_scale: float = 1.0,
-        num_images_per_prompt: int = 1, *, seed: Optional[int] = None, generator=None,
-        processing_resolution: Optional[int] = None, percentile: Optional[Tuple[float, float]] = None, gamma: float = 1.0,
-        invert: bool = False, background_mask=None, background_weight: float = 0.0, rgbd: Optional[str] = None,
-        output_type: str = "pil", return_dict: bool = True, cancel: Optional[CancelToken] = None, **kwargs,
+        num_images_per_prompt: int = 1, *, generator=None, output_type: str = "pil", return_dict: bool = True,
+        **kwargs,
     ):
         """``image``: the photo whose depth conditions the result (or pass ``depth_map``, a disparity
-        (B,1,H,W) in [0,1]); the depth controls (``processing_resolution``, ``percentile``, ``gamma``,
-        ``invert``, ``background_mask`` with ``background_weight``) shape that disparity. ``cancel``:
-        a ``CancelToken`` that stops the run at the next step (``Cancelled``, see ``cancel.py``). Other
-        keyword arguments go to ``StableDiffusionControlNetPipeline.__call__`` (``negative_prompt``,
+        (B,1,H,W) in [0,1]). The MiDaS keyword arguments (``processing_resolution``, ``percentile``,
+        ``gamma``, ``invert``, ``background_mask``, ``background_weight``, ``rgbd``, ``seed``,
+        ``cancel``: see ``call_steps.MidasArguments``) shape the disparity and the run. Other keyword
+        arguments go to ``StableDiffusionControlNetPipeline.__call__`` (``negative_prompt``,
         ``control_guidance_start``, ``callback_on_step_end``, ...). Results are at the photo's size."""
-        check_no_strength(kwargs, "ControlNet")
-        check_call(num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
-                   num_images_per_prompt=num_images_per_prompt, rgbd=rgbd)
-        settings = DepthSettings(processing_resolution, percentile, gamma, invert)
-        call = prepare_control(self, prompt, image, depth_map, settings, background_mask, background_weight, kwargs,
-                               super().__call__, multiple=self.size_multiple(), seed=seed, generator=generator,
-                               cancel=cancel)
-        result = super().__call__(
-            prompt=call.prompts, image=call.control, height=call.height, width=call.width,
-            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
-            controlnet_conditioning_scale=controlnet_conditioning_scale, num_images_per_prompt=num_images_per_prompt,
-            generator=call.generator, output_type=output_type, return_dict=True, **call.kwargs,
-        )
-        arguments = dict(prompt=prompt, seed=call.seed, num_inference_steps=num_inference_steps,
-                         guidance_scale=guidance_scale, controlnet_conditioning_scale=controlnet_conditioning_scale,
-                         num_images_per_prompt=num_images_per_prompt, negative_prompt=kwargs.get("negative_prompt"))
-        return midas_output(self, result.images, call.depth, settings, rgbd=rgbd, output_type=output_type,
-                            return_dict=return_dict, arguments=arguments)
+        call = prepare_control(self, "ControlNet", prompt, image, depth_map, kwargs, super().__call__,
+                               num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+                               num_images_per_prompt=num_images_per_prompt, generator=generator,
+                               output_type=output_type)
+        result = super().__call__(image=call.control, controlnet_conditioning_scale=controlnet_conditioning_scale,
+                                  **call.parent_kwargs)
+        return call.finish(self, result.images, return_dict, controlnet_conditioning_scale=controlnet_conditioning_scale)

@@ -7,7 +7,7 @@ differ in how the control image reaches the diffusers parent.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple, Union
+from typing import Any, Optional, Union
 
 import torch
 from diffusers import (
@@ -21,9 +21,8 @@ from diffusers import (
 from diffusers.schedulers import KarrasDiffusionSchedulers
 from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-from .call_steps import check_call, check_no_strength, midas_output, prepare_control
-from .cancel import CancelToken
-from .components import DepthSettings, MidasDepthEstimator
+from .call_steps import prepare_control
+from .components import MidasDepthEstimator
 from .loading import MidasLoading
 
 UNION_DEPTH_MODE = 1  # xinsir ordering: openpose, depth, hed/pidi/scribble/ted, canny/lineart/mlsd, normal, segment
@@ -74,33 +73,20 @@ class MidasControlNetXLPipeline(MidasLoading, SDXLControlComponents, StableDiffu
     def __call__(
         self, prompt=None, image=None, depth_map: Optional[torch.Tensor] = None, prompt_2=None,
         num_inference_steps: int = 50, guidance_scale: float = 5.0, controlnet_conditioning_scale: float = 1.0,
-        *, num_images_per_prompt: int = 1, seed: Optional[int] = None, generator=None, rgbd: Optional[str] = None,
-        processing_resolution: Optional[int] = None, percentile: Optional[Tuple[float, float]] = None,
-        gamma: float = 1.0, invert: bool = False, background_mask=None, background_weight: float = 0.0,
-        output_type: str = "pil", return_dict: bool = True, cancel: Optional[CancelToken] = None, **kwargs,
+        *, num_images_per_prompt: int = 1, generator=None, output_type: str = "pil", return_dict: bool = True,
+        **kwargs,
     ):
         """``image``: the photo whose depth is the control image (or ``depth_map``, a disparity (B,1,H,W)
-        in [0,1]); depth controls and ``cancel`` as in ``MidasControlNetPipeline``. Other keyword
+        in [0,1]); the MiDaS keyword arguments as in ``MidasControlNetPipeline``. Other keyword
         arguments go to ``StableDiffusionXLControlNetPipeline.__call__`` (``negative_prompt``,
         ``negative_prompt_2``, ``control_guidance_end``, ...). Results are at the photo's size."""
-        check_no_strength(kwargs, "ControlNet")
-        check_call(num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
-                   num_images_per_prompt=num_images_per_prompt, rgbd=rgbd)
-        settings = DepthSettings(processing_resolution, percentile, gamma, invert)
-        call = prepare_control(self, prompt, image, depth_map, settings, background_mask, background_weight,
-                               dict(kwargs, prompt_2=prompt_2), super().__call__, multiple=self.size_multiple(),
-                               seed=seed, generator=generator, cancel=cancel)
-        result = super().__call__(
-            prompt=call.prompts, image=call.control, height=call.height, width=call.width,
-            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
-            controlnet_conditioning_scale=controlnet_conditioning_scale, num_images_per_prompt=num_images_per_prompt,
-            generator=call.generator, output_type=output_type, return_dict=True, **call.kwargs,
-        )
-        arguments = dict(prompt=prompt, prompt_2=prompt_2, seed=call.seed, num_inference_steps=num_inference_steps,
-                         guidance_scale=guidance_scale, controlnet_conditioning_scale=controlnet_conditioning_scale,
-                         num_images_per_prompt=num_images_per_prompt, negative_prompt=kwargs.get("negative_prompt"))
-        return midas_output(self, result.images, call.depth, settings, rgbd=rgbd, output_type=output_type,
-                            return_dict=return_dict, arguments=arguments)
+        call = prepare_control(self, "ControlNet", prompt, image, depth_map, dict(kwargs, prompt_2=prompt_2),
+                               super().__call__, num_inference_steps=num_inference_steps,
+                               guidance_scale=guidance_scale, num_images_per_prompt=num_images_per_prompt,
+                               generator=generator, output_type=output_type)
+        result = super().__call__(image=call.control, controlnet_conditioning_scale=controlnet_conditioning_scale,
+                                  **call.parent_kwargs)
+        return call.finish(self, result.images, return_dict, controlnet_conditioning_scale=controlnet_conditioning_scale)
 
 
 class MidasControlNetUnionXLPipeline(MidasLoading, SDXLControlComponents, StableDiffusionXLControlNetUnionPipeline):
@@ -112,29 +98,15 @@ class MidasControlNetUnionXLPipeline(MidasLoading, SDXLControlComponents, Stable
     def __call__(
         self, prompt=None, image=None, depth_map: Optional[torch.Tensor] = None, num_inference_steps: int = 50,
         guidance_scale: float = 5.0, controlnet_conditioning_scale: float = 1.0, *, prompt_2=None,
-        num_images_per_prompt: int = 1, seed: Optional[int] = None, generator=None, output_type: str = "pil",
-        return_dict: bool = True, rgbd: Optional[str] = None, processing_resolution: Optional[int] = None,
-        percentile: Optional[Tuple[float, float]] = None, gamma: float = 1.0, invert: bool = False,
-        background_mask=None, background_weight: float = 0.0, cancel: Optional[CancelToken] = None, **kwargs,
+        num_images_per_prompt: int = 1, generator=None, output_type: str = "pil", return_dict: bool = True, **kwargs,
     ):
         """As ``MidasControlNetXLPipeline``; the disparity goes to the Union ControlNet as its depth
         control (``control_mode`` 1). Other keyword arguments go to
         ``StableDiffusionXLControlNetUnionPipeline.__call__``."""
-        check_no_strength(kwargs, "ControlNet-Union")
-        check_call(num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
-                   num_images_per_prompt=num_images_per_prompt, rgbd=rgbd)
-        settings = DepthSettings(processing_resolution, percentile, gamma, invert)
-        call = prepare_control(self, prompt, image, depth_map, settings, background_mask, background_weight,
-                               dict(kwargs, prompt_2=prompt_2), super().__call__, multiple=self.size_multiple(),
-                               seed=seed, generator=generator, cancel=cancel)
-        result = super().__call__(
-            prompt=call.prompts, control_image=[call.control], control_mode=[UNION_DEPTH_MODE], height=call.height,
-            width=call.width, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
-            controlnet_conditioning_scale=controlnet_conditioning_scale, num_images_per_prompt=num_images_per_prompt,
-            generator=call.generator, output_type=output_type, return_dict=True, **call.kwargs,
-        )
-        arguments = dict(prompt=prompt, prompt_2=prompt_2, seed=call.seed, num_inference_steps=num_inference_steps,
-                         guidance_scale=guidance_scale, controlnet_conditioning_scale=controlnet_conditioning_scale,
-                         num_images_per_prompt=num_images_per_prompt, negative_prompt=kwargs.get("negative_prompt"))
-        return midas_output(self, result.images, call.depth, settings, rgbd=rgbd, output_type=output_type,
-                            return_dict=return_dict, arguments=arguments)
+        call = prepare_control(self, "ControlNet-Union", prompt, image, depth_map, dict(kwargs, prompt_2=prompt_2),
+                               super().__call__, num_inference_steps=num_inference_steps,
+                               guidance_scale=guidance_scale, num_images_per_prompt=num_images_per_prompt,
+                               generator=generator, output_type=output_type)
+        result = super().__call__(control_image=[call.control], control_mode=[UNION_DEPTH_MODE],
+                                  controlnet_conditioning_scale=controlnet_conditioning_scale, **call.parent_kwargs)
+        return call.finish(self, result.images, return_dict, controlnet_conditioning_scale=controlnet_conditioning_scale)

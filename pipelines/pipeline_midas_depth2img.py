@@ -15,9 +15,9 @@ from diffusers.loaders import FromSingleFileMixin
 from diffusers.schedulers import KarrasDiffusionSchedulers
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from .call_steps import check_call, generator_for, midas_output, prepare_depth, prompts_for_images
-from .cancel import CancelToken, step_end_arguments
-from .components import DepthSettings, MidasDepthEstimator
+from .call_steps import MidasArguments, check_call, generator_for, midas_output, prepare_depth, prompts_for_images
+from .cancel import step_end_arguments
+from .components import MidasDepthEstimator
 from .disparity import depth2img_depth_map
 from .loading import MidasLoading
 
@@ -57,24 +57,22 @@ class MidasDepth2ImgPipeline(MidasLoading, StableDiffusionDepth2ImgPipeline, Fro
     def __call__(
         self, prompt=None, image=None, depth_map: Optional[torch.Tensor] = None, strength: float = 0.8,
         num_inference_steps: int = 50, guidance_scale: float = 7.5, negative_prompt=None, num_images_per_prompt: int = 1,
-        *, seed: Optional[int] = None, generator=None, output_type: str = "pil", return_dict: bool = True,
-        processing_resolution: Optional[int] = None, percentile: Optional[Tuple[float, float]] = None,
-        gamma: float = 1.0, invert: bool = False, background_mask=None, background_weight: float = 0.0,
-        rgbd: Optional[str] = None, cancel: Optional[CancelToken] = None, **kwargs,
+        *, generator=None, output_type: str = "pil", return_dict: bool = True, **kwargs,
     ):
         """``image``: the photo (PIL, numpy, tensor, path), denoised from at ``strength``; ``depth_map``:
         an optional precomputed disparity (B,1,H,W) in [0,1] at the photo's size, otherwise it is
-        estimated (and cached); ``cancel``: a ``CancelToken`` that stops the run at the next step
-        (``Cancelled``, see ``cancel.py``). Other keyword arguments go to diffusers' depth-to-image
+        estimated (and cached). The MiDaS keyword arguments as in ``MidasControlNetPipeline``
+        (``call_steps.MidasArguments``). Other keyword arguments go to diffusers' depth-to-image
         ``__call__`` (``callback_on_step_end``, ...)."""
+        midas = MidasArguments.take(kwargs)
         check_call(num_inference_steps=num_inference_steps, strength=strength, guidance_scale=guidance_scale,
-                   num_images_per_prompt=num_images_per_prompt, rgbd=rgbd)
-        settings = DepthSettings(processing_resolution, percentile, gamma, invert)
-        depth = prepare_depth(self.depth_estimator, image, depth_map, settings, background_mask, background_weight,
-                              multiple=int(self.vae_scale_factor), keep_image=True, cancel=cancel)
-        generator, seed = generator_for(seed, generator)
+                   num_images_per_prompt=num_images_per_prompt, rgbd=midas.rgbd)
+        depth = prepare_depth(self.depth_estimator, image, depth_map, midas.depth_settings, midas.background_mask,
+                              midas.background_weight, multiple=int(self.vae_scale_factor), keep_image=True,
+                              cancel=midas.cancel)
+        generator, seed = generator_for(midas.seed, generator)
         parent_image, depth_mask = _one_per_prompt(prompt, depth.image, depth2img_depth_map(depth.work_disparity))
-        kwargs = step_end_arguments(cancel, dict(kwargs, negative_prompt=negative_prompt), super().__call__)
+        kwargs = step_end_arguments(midas.cancel, dict(kwargs, negative_prompt=negative_prompt), super().__call__)
         prompts = prompts_for_images(prompt, depth_mask.shape[0], kwargs)
         result = super().__call__(
             prompt=prompts, image=parent_image, depth_map=depth_mask, strength=strength,
@@ -85,8 +83,8 @@ class MidasDepth2ImgPipeline(MidasLoading, StableDiffusionDepth2ImgPipeline, Fro
         arguments = dict(prompt=prompt, seed=seed, strength=strength, num_inference_steps=num_inference_steps,
                          guidance_scale=guidance_scale, num_images_per_prompt=num_images_per_prompt,
                          negative_prompt=negative_prompt)
-        return midas_output(self, result.images, depth, settings, rgbd=rgbd, output_type=output_type,
-                            return_dict=return_dict, arguments=arguments)
+        return midas_output(self, result.images, depth, midas, output_type=output_type, return_dict=return_dict,
+                            arguments=arguments)
 
 
 def _one_per_prompt(prompt: Any, image: Any, depth: torch.Tensor) -> Tuple[Any, torch.Tensor]:

@@ -4,16 +4,15 @@ zoo disparity as a float control image."""
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Tuple
+from typing import Any, Optional
 
 import torch
 from diffusers import AutoencoderKL, StableDiffusionXLAdapterPipeline, T2IAdapter, UNet2DConditionModel
 from diffusers.schedulers import KarrasDiffusionSchedulers
 from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-from .call_steps import check_call, check_no_strength, midas_output, prepare_control
-from .cancel import CancelToken
-from .components import DepthSettings, MidasDepthEstimator
+from .call_steps import prepare_control
+from .components import MidasDepthEstimator
 from .loading import MidasLoading
 
 
@@ -58,33 +57,19 @@ class MidasT2IAdapterXLPipeline(MidasLoading, StableDiffusionXLAdapterPipeline):
         self, prompt=None, image=None, depth_map: Optional[torch.Tensor] = None,
         num_inference_steps: int = 50, guidance_scale: float = 5.0,
         adapter_conditioning_scale: float = 1.0, adapter_conditioning_factor: float = 1.0,
-        *, prompt_2=None, num_images_per_prompt: int = 1, seed: Optional[int] = None, generator=None,
-        processing_resolution: Optional[int] = None, percentile: Optional[Tuple[float, float]] = None,
-        gamma: float = 1.0, invert: bool = False, background_mask=None, background_weight: float = 0.0,
-        rgbd: Optional[str] = None, output_type: str = "pil", return_dict: bool = True,
-        cancel: Optional[CancelToken] = None, **kwargs,
+        *, prompt_2=None, num_images_per_prompt: int = 1, generator=None, output_type: str = "pil",
+        return_dict: bool = True, **kwargs,
     ):
         """``image``: the photo whose depth feeds the adapter (or ``depth_map``, a disparity (B,1,H,W)
-        in [0,1]); depth controls and ``cancel`` as in ``MidasControlNetPipeline``; the working size
-        is a multiple of ``size_multiple()``. Other keyword arguments go to
-        ``StableDiffusionXLAdapterPipeline.__call__``."""
-        check_no_strength(kwargs, "the T2I-Adapter")
-        check_call(num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
-                   num_images_per_prompt=num_images_per_prompt, rgbd=rgbd)
-        settings = DepthSettings(processing_resolution, percentile, gamma, invert)
-        call = prepare_control(self, prompt, image, depth_map, settings, background_mask, background_weight,
-                               dict(kwargs, prompt_2=prompt_2), super().__call__, multiple=self.size_multiple(),
-                               seed=seed, generator=generator, cancel=cancel)
-        result = super().__call__(
-            prompt=call.prompts, image=call.control, height=call.height, width=call.width,
-            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
-            adapter_conditioning_scale=adapter_conditioning_scale,
-            adapter_conditioning_factor=adapter_conditioning_factor, num_images_per_prompt=num_images_per_prompt,
-            generator=call.generator, output_type=output_type, return_dict=True, **call.kwargs,
-        )
-        arguments = dict(prompt=prompt, prompt_2=prompt_2, seed=call.seed, num_inference_steps=num_inference_steps,
-                         guidance_scale=guidance_scale, adapter_conditioning_scale=adapter_conditioning_scale,
-                         adapter_conditioning_factor=adapter_conditioning_factor,
-                         num_images_per_prompt=num_images_per_prompt, negative_prompt=kwargs.get("negative_prompt"))
-        return midas_output(self, result.images, call.depth, settings, rgbd=rgbd, output_type=output_type,
-                            return_dict=return_dict, arguments=arguments)
+        in [0,1]); the MiDaS keyword arguments as in ``MidasControlNetPipeline``; the working size is
+        a multiple of ``size_multiple()``. Other keyword arguments go to
+        ``StableDiffusionXLAdapterPipeline.__call__`` (its loop has no ``callback_on_step_end``: it
+        takes ``callback``; ``cancel`` works all the same)."""
+        call = prepare_control(self, "the T2I-Adapter", prompt, image, depth_map, dict(kwargs, prompt_2=prompt_2),
+                               super().__call__, num_inference_steps=num_inference_steps,
+                               guidance_scale=guidance_scale, num_images_per_prompt=num_images_per_prompt,
+                               generator=generator, output_type=output_type)
+        result = super().__call__(image=call.control, adapter_conditioning_scale=adapter_conditioning_scale,
+                                  adapter_conditioning_factor=adapter_conditioning_factor, **call.parent_kwargs)
+        return call.finish(self, result.images, return_dict, adapter_conditioning_scale=adapter_conditioning_scale,
+                           adapter_conditioning_factor=adapter_conditioning_factor)
