@@ -67,3 +67,26 @@ def test_stylization_returns_rgbd(mode):
         assert torch.equal(out.output_disparity[0], out.disparity[0])
     with pytest.raises(ValueError, match="rgbd"):
         pipe("a house", image=photo, num_inference_steps=1, rgbd="both")
+
+
+def test_a_cancelled_text_to_rgbd_run_stops_within_one_step():
+    from midas_diffusion.pipelines import CancelToken, Cancelled
+
+    pipe = _ldm3d(4)
+    token, calls = CancelToken(), []
+
+    def count(module, args):
+        calls.append(1)
+        if len(calls) == 2:
+            token.cancel()
+
+    hook = pipe.unet.register_forward_pre_hook(count)
+    try:
+        with pytest.raises(Cancelled):
+            pipe("a room", height=64, width=96, num_inference_steps=6, seed=0, output_type="np", cancel=token)
+        assert len(calls) == 2
+        calls.clear()
+        out = pipe("a room", height=64, width=96, num_inference_steps=6, seed=0, output_type="np", cancel=CancelToken())
+    finally:
+        hook.remove()
+    assert len(calls) == 6 and out.rgb.shape == (1, 64, 96, 3)
