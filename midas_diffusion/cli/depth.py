@@ -172,8 +172,9 @@ def run_depth(args) -> int:
 def run_images(est, todo, args, counts: Counts, progress: bool) -> None:
     from tqdm.auto import tqdm
 
+    from ..inference.batching import group_batches
     from ..io.images import load_image_file, to_compact_tensors
-    from .batching import default_decode_threads, group_batches, peek_size, read_ahead
+    from .batching import default_decode_threads, peek_size, read_ahead
 
     if not todo:
         return

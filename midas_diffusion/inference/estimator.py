@@ -15,6 +15,7 @@ from ..zoo.registry import get_model_spec, list_models, resolve_name
 from ..loading.checkpoints import CheckpointLike, identify_checkpoint
 from ..zoo.config import ModelSpec, PreprocessConfig
 from ..io.images import DEFAULT_MAX_PIXELS, VALUE_SCALE, ImageLike, dense_view, to_compact_tensors, to_device
+from .batching import group_batches
 from .outputs import DepthOutput
 from .precision import resolve_dtype
 from .transforms import check_normalization, network_input_size, normalize_disparity, prepare_compact, resize, with_resolution
@@ -361,10 +362,10 @@ class DepthEstimator:
 
     def _chunks(self, compact: List[torch.Tensor], batch_size: int) -> List[List[int]]:
         """Indices of images of equal network input size, in runs of at most ``batch_size``."""
-        groups: Dict[Tuple[int, int], List[int]] = {}
-        for i, img in enumerate(compact):
-            groups.setdefault(self.network_input_size(img.shape[-2], img.shape[-1]), []).append(i)
-        return [g[s : s + batch_size] for g in groups.values() for s in range(0, len(g), batch_size)]
+        def size(i: int) -> Tuple[int, int]:
+            return self.network_input_size(*compact[i].shape[-2:])
+
+        return group_batches(range(len(compact)), size, batch_size)
 
     def _predict(self, images: List[torch.Tensor]) -> torch.Tensor:
         """The network's ``(B,h,w)`` float32 prediction for compact images of one network input size."""
