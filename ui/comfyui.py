@@ -22,6 +22,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 
 from midas_diffusion.inference.cache import ModelCache, weights_key
+from midas_diffusion.inference.precision import parse_dtype
 
 from . import comfyui_host as host
 from . import runtime
@@ -93,7 +94,7 @@ class MidasLoadDepthModel:
         source = model_path.strip() or model
         if model_path.strip() and not os.path.exists(os.path.expanduser(source)):
             raise ValueError(f"model_path {source!r} does not exist")
-        load_device, dtype_t = runtime.resolve_device(device), runtime.resolve_dtype(dtype)
+        load_device, dtype_t = runtime.host_device(device), parse_dtype(dtype)
         key = (weights_fingerprint(model, model_path, weights_dir), str(load_device), str(dtype_t))
 
         def load():
@@ -176,8 +177,8 @@ class MidasDepthStylize:
                       background_weight=get_spec("background_weight").check(background_weight), **settings)
         if method == "depth2img":
             kwargs["strength"] = get_spec("strength").check(strength)
-        dtype_t = runtime.resolve_dtype(dtype)
-        load_device = runtime.resolve_device(device)
+        dtype_t = parse_dtype(dtype)
+        load_device = runtime.host_device(device)
         common = dict(method=method, base=_model_path(base, "checkpoints"),
                       single_file_config=single_file_config.strip() or None,
                       control_model=_model_path(control_model, "controlnet"),
@@ -242,8 +243,8 @@ class MidasLDM3DTextToRGBD:
 
         if not str(prompt).strip():
             raise ValueError("prompt must be a non-empty string")
-        dtype_t = runtime.resolve_dtype(dtype)
-        load_device = runtime.resolve_device(device)
+        dtype_t = parse_dtype(dtype)
+        load_device = runtime.host_device(device)
         steps = get_spec("steps").check(steps)
         self._pipeline = pipe = _held_pipeline(  # held like the stylize node's
             lambda: load_rgbd_pipeline(base.strip() or None, dtype=runtime.pipeline_dtype(dtype_t, load_device),
