@@ -14,7 +14,7 @@ of ``pred`` is at most ``1e-12`` times its weighted mean square (``pred`` consta
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Tuple
 
 import numpy as np
 

@@ -269,9 +269,10 @@ class DepthEstimator:
         return network_input_size(height, width, self.preprocess)
 
     @torch.inference_mode()
-    def predict_raw(self, batch: torch.Tensor) -> torch.Tensor:
-        """Run the network on a prepared, normalized ``(B,3,h,w)`` batch; returns ``(B,h,w)`` float32
-        on the estimator's device."""
+    def predict_network(self, batch: torch.Tensor) -> torch.Tensor:
+        """Run the network on a prepared, standardized ``(B,3,h,w)`` batch; returns its prediction at
+        network size, ``(B,h,w)`` float32 on the estimator's device (``DepthOutput.raw`` is the same
+        prediction resized to the image, ``(B,1,H,W)``)."""
         self.forward_count += 1
         x = batch.to(device=self.device, dtype=self.dtype).contiguous(memory_format=self.memory_format)
         return (self._graphed(x) if self._graphed is not None else self.model(x)).float()
@@ -371,7 +372,7 @@ class DepthEstimator:
         """The network's ``(B,h,w)`` float32 prediction for compact images of one network input size."""
         size = self.network_input_size(images[0].shape[-2], images[0].shape[-1])
         batch = torch.cat([prepare_compact(img, size, self.preprocess) for img in images])
-        return self.predict_raw(batch)
+        return self.predict_network(batch)
 
     def _finish(self, prediction, size, flat, percentile, gamma, invert) -> Tuple[torch.Tensor, torch.Tensor]:
         """Raw map at the image ``size`` (bicubic, as MiDaS ``run.py``) and its normalized disparity;

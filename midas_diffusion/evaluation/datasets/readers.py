@@ -40,7 +40,7 @@ from .formats import (
     parse_tum_associations,
     read_depth_file,
     read_dpt,
-    read_png16,
+    read_png16_metres,
     read_raw_float32,
     read_rgb,
 )
@@ -184,7 +184,7 @@ class NYUExported(DepthDataset):
 
     def load(self, ref: SampleRef) -> Sample:
         if ref.target.suffix == ".png":
-            depth = read_png16(ref.target, 0.001, "a 16-bit PNG in millimetres (NYU sync_depth_*.png)")
+            depth = read_png16_metres(ref.target, 0.001, "a 16-bit PNG in millimetres (NYU sync_depth_*.png)")
         else:
             depth = read_depth_file(ref.target, 1.0)
         return self._check_pair(ref, read_rgb(ref.image), depth)
@@ -248,7 +248,7 @@ class KITTI(DepthDataset):
         return refs
 
     def load(self, ref: SampleRef) -> Sample:
-        depth = read_png16(ref.target, 1 / 256, "a KITTI 16-bit PNG depth map (metres x 256, 0 = no measurement)")
+        depth = read_png16_metres(ref.target, 1 / 256, "a KITTI 16-bit PNG depth map (metres x 256, 0 = no measurement)")
         return self._check_pair(ref, read_rgb(ref.image), depth)
 
 
@@ -344,7 +344,7 @@ class TUM(DepthDataset):
         return refs
 
     def load(self, ref: SampleRef) -> Sample:
-        depth = read_png16(ref.target, 1 / 5000, "a TUM 16-bit PNG depth map (metres x 5000, 0 = no measurement)")
+        depth = read_png16_metres(ref.target, 1 / 5000, "a TUM 16-bit PNG depth map (metres x 5000, 0 = no measurement)")
         return self._check_pair(ref, read_rgb(ref.image), depth)
 
 
