@@ -23,7 +23,7 @@ import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 
-from midas_diffusion import DEFAULT_MODEL, DepthEstimator, get_model_spec
+from midas_diffusion import DEFAULT_MODEL, DepthEstimator, create_model, get_model_spec
 from midas_diffusion.io.images import DEFAULT_MAX_PIXELS, to_compact_tensors
 
 WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
@@ -72,8 +72,7 @@ class MidasDepthEstimator(ModelMixin, ConfigMixin):
         super().__init__()
         if estimator is None:
             spec = get_model_spec(model_name)
-            net = spec.build(spec.arch.reduced() if reduced else spec.arch).eval()
-            estimator = DepthEstimator(net, spec, max_pixels=max_pixels)
+            estimator = DepthEstimator(create_model(spec.name, reduced=reduced), spec, max_pixels=max_pixels)
             estimator.reduced = reduced
         self._estimator = estimator
         self.net = estimator.model  # the estimator's own network, registered (not copied)
