@@ -64,16 +64,26 @@ def weights_fingerprint(model: str, model_path: str = "", weights_dir: str = "")
     return weights_key(model, os.path.expanduser((weights_dir or "").strip()) or None)
 
 
-class MidasLoadDepthModel:
+class _Node:
+    """What every node of the pack declares alike: its menu category, its docstring as ComfyUI's
+    description, and the optional imports it needs (``REQUIRES``: (module, attribute) pairs that
+    ``load_nodes`` checks; none unless a node names them)."""
+
+    CATEGORY = CATEGORY
+    REQUIRES: Tuple[Tuple[str, str], ...] = ()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.DESCRIPTION = cls.__doc__
+
+
+class MidasLoadDepthModel(_Node):
     """Load a zoo model (or a checkpoint file / saved folder); later runs reuse it while ComfyUI
     keeps this node's output, and load again after ComfyUI frees it or the file changes."""
 
-    REQUIRES: Tuple[Tuple[str, str], ...] = ()
     RETURN_TYPES = (MODEL_TYPE,)
     RETURN_NAMES = ("depth_model",)
     FUNCTION = "load"
-    CATEGORY = CATEGORY
-    DESCRIPTION = __doc__
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -110,16 +120,13 @@ class MidasLoadDepthModel:
         return (est,)
 
 
-class MidasEstimateDepth:
+class MidasEstimateDepth(_Node):
     """Depth of each frame: a 3-channel IMAGE for ControlNet (near = white) and the float map as
     MASK [B,H,W] (float32, so 16-bit / EXR savers keep its precision)."""
 
-    REQUIRES: Tuple[Tuple[str, str], ...] = ()
     RETURN_TYPES = ("IMAGE", "MASK")
     RETURN_NAMES = ("depth_image", "disparity")
     FUNCTION = "estimate"
-    CATEGORY = CATEGORY
-    DESCRIPTION = __doc__
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -135,7 +142,7 @@ class MidasEstimateDepth:
         return (_to_image(disparity), _to_mask(disparity))
 
 
-class MidasDepthStylize:
+class MidasDepthStylize(_Node):
     """Restyle each frame with a prompt, keeping its depth (``pipelines.pipeline``); frame i uses
     seed + i. Returns the images and the disparity that conditioned them."""
 
@@ -143,8 +150,6 @@ class MidasDepthStylize:
     RETURN_TYPES = ("IMAGE", "MASK")
     RETURN_NAMES = ("image", "disparity")
     FUNCTION = "stylize"
-    CATEGORY = CATEGORY
-    DESCRIPTION = __doc__
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -219,7 +224,7 @@ def _held_pipeline(load: Callable[[], Any], load_device: torch.device, exclude: 
     return pipe
 
 
-class MidasLDM3DTextToRGBD:
+class MidasLDM3DTextToRGBD(_Node):
     """Text to an RGB image and its depth (LDM3D, ``pipelines.api.load_rgbd_pipeline``, cached);
     depth comes out as MASK [B,H,W] float32 in [0,1] (near = 1, ready for the export node)."""
 
@@ -227,8 +232,6 @@ class MidasLDM3DTextToRGBD:
     RETURN_TYPES = ("IMAGE", "MASK")
     RETURN_NAMES = ("rgb", "depth")
     FUNCTION = "generate"
-    CATEGORY = CATEGORY
-    DESCRIPTION = __doc__
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -306,7 +309,7 @@ def _output_dir(output_dir: str) -> Path:
         return Path("output")
 
 
-class MidasMetricDepth:
+class MidasMetricDepth(_Node):
     """Depth in metres from the disparity and a few known distances (``x, y, metres`` per line, pixel
     column and row of the image): scale and shift of inverse depth are fitted to the points (robust
     to a few wrong ones). Feed it the estimate node's disparity made with gamma 1 and no clipping."""
@@ -315,8 +318,6 @@ class MidasMetricDepth:
     RETURN_TYPES = ("MASK", "STRING")
     RETURN_NAMES = ("metric_depth", "fit")
     FUNCTION = "fit"
-    CATEGORY = CATEGORY
-    DESCRIPTION = __doc__
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -343,7 +344,7 @@ class MidasMetricDepth:
         return (torch.stack(depths).float().contiguous(), "\n".join(lines))
 
 
-class MidasExportRGBD:
+class MidasExportRGBD(_Node):
     """Write each frame's RGB + disparity as a PLY point cloud or a GLB mesh; returns the paths."""
 
     REQUIRES = (("midas_diffusion.io.rgbd", "export_ply"), ("midas_diffusion.io.rgbd", "export_glb"),
@@ -351,9 +352,7 @@ class MidasExportRGBD:
     RETURN_TYPES = ("STRING",)
     RETURN_NAMES = ("paths",)
     FUNCTION = "export"
-    CATEGORY = CATEGORY
     OUTPUT_NODE = True
-    DESCRIPTION = __doc__
 
     @classmethod
     def INPUT_TYPES(cls):
