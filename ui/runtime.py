@@ -20,16 +20,23 @@ from midas_diffusion.inference.devices import resolve_device
 from midas_diffusion.inference.precision import parse_dtype
 
 def host_device(device: Union[str, torch.device, None] = "auto") -> torch.device:
-    """A device control's value: ``"auto"`` is the host's device (ComfyUI's when running inside
-    ComfyUI, else the CPU); any other name is checked by ``inference.devices.resolve_device``."""
-    if device in (None, "", "auto"):
-        try:
-            import comfy.model_management as mm  # only present inside ComfyUI
+    """A device control's value: ``"auto"`` is the host's device (ComfyUI's inside ComfyUI, the
+    ControlNet device inside A1111/Forge, else the CPU); any other name is checked by
+    ``inference.devices.resolve_device``."""
+    if device not in (None, "", "auto"):
+        return resolve_device(device)
+    try:
+        import comfy.model_management as mm  # only present inside ComfyUI
 
-            return torch.device(mm.get_torch_device())
-        except ImportError:
-            return torch.device("cpu")
-    return resolve_device(device)
+        return torch.device(mm.get_torch_device())
+    except ImportError:
+        pass
+    try:
+        from modules import devices  # only present inside A1111/Forge
+
+        return torch.device(devices.get_device_for("controlnet") if hasattr(devices, "get_device_for") else devices.device)
+    except ImportError:
+        return torch.device("cpu")
 
 
 def pipeline_dtype(dtype: Union[str, torch.dtype, None], device: Union[str, torch.device]) -> Optional[torch.dtype]:
