@@ -6,7 +6,7 @@ import json
 import os
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -306,8 +306,7 @@ class DepthEstimator:
             )
         target = _output_device(output_device, self.device)
         raws, disparities = [], []
-        for chunk in self._chunks(compact, batch_size):
-            raw, disparity = self._estimate_batch([compact[i] for i in chunk], percentile, gamma, invert)
+        for _, raw, disparity in self._runs(compact, batch_size, percentile, gamma, invert):
             raws.append(_move(raw, target))
             disparities.append(_move(disparity, target))
         self._wait_for_copies(target)
@@ -335,19 +334,10 @@ class DepthEstimator:
         target = _output_device(output_device, self.device)
         outs: List[Optional[DepthOutput]] = [None] * len(compact)
         settings = self._settings(percentile, gamma, invert)
-        for chunk in self._chunks(compact, batch_size):
-            by_size: Dict[Tuple[int, int], List[int]] = {}
-            for i in chunk:
-                by_size.setdefault(tuple(compact[i].shape[-2:]), []).append(i)
-            prediction = self._predict([compact[i] for i in chunk])
-            position = {i: j for j, i in enumerate(chunk)}
-            for size, members in by_size.items():
-                rows = torch.tensor([position[i] for i in members], device=prediction.device)
-                flat = torch.stack([_is_flat(compact[i]) for i in members])
-                raw, disparity = self._finish(prediction.index_select(0, rows), size, flat, percentile, gamma, invert)
-                for k, i in enumerate(members):
-                    outs[i] = DepthOutput(disparity=_move(disparity[k : k + 1], target), raw=_move(raw[k : k + 1], target),
-                                          model_name=self.spec.name, settings=dict(settings))
+        for members, raw, disparity in self._runs(compact, batch_size, percentile, gamma, invert):
+            for k, i in enumerate(members):
+                outs[i] = DepthOutput(disparity=_move(disparity[k : k + 1], target), raw=_move(raw[k : k + 1], target),
+                                      model_name=self.spec.name, settings=dict(settings))
         self._wait_for_copies(target)
         return outs  # type: ignore[return-value]
 
@@ -380,9 +370,21 @@ class DepthEstimator:
         raw = resize(prediction[:, None], size, "bicubic")
         return raw, normalize_disparity(raw, percentile, gamma, invert, flat=flat)
 
-    def _estimate_batch(self, images, percentile, gamma, invert) -> Tuple[torch.Tensor, torch.Tensor]:
-        flat = torch.stack([_is_flat(img) for img in images])
-        return self._finish(self._predict(images), tuple(images[0].shape[-2:]), flat, percentile, gamma, invert)
+    def _runs(self, compact: List[torch.Tensor], batch_size: int, percentile, gamma, invert
+              ) -> Iterator[Tuple[List[int], torch.Tensor, torch.Tensor]]:
+        """``(indices, raw, disparity)`` for the images in order of their batches: each batch of
+        equal network input size runs through the network once, then is finished per image size."""
+        for chunk in self._chunks(compact, batch_size):
+            prediction = self._predict([compact[i] for i in chunk])
+            for rows in group_batches(range(len(chunk)), lambda j: tuple(compact[chunk[j]].shape[-2:]), len(chunk)):
+                members = [chunk[j] for j in rows]
+                if len(rows) < len(chunk):
+                    picked = prediction.index_select(0, torch.tensor(rows, device=prediction.device))
+                else:
+                    picked = prediction
+                flat = torch.stack([_is_flat(compact[i]) for i in members])
+                raw, disparity = self._finish(picked, tuple(compact[members[0]].shape[-2:]), flat, percentile, gamma, invert)
+                yield members, raw, disparity
 
     def _wait_for_copies(self, target: torch.device) -> None:
         if target.type == "cpu" and self.device.type == "cuda":
