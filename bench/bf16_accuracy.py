@@ -58,9 +58,9 @@ def measure(name: str, photos, iters: int, official: bool) -> dict:
     for dtype in (torch.float32, torch.bfloat16):
         est.to(dtype=dtype)
         with torch.inference_mode():
-            fixture_out = est.predict_raw(x)
+            fixture_out = est.predict_network(x)
         photo_outs = [est(p).disparity for p in photos]
-        seconds[dtype] = median_seconds(est.predict_raw, x[:1], iters, 1, torch.device("cpu")) if iters else float("nan")
+        seconds[dtype] = median_seconds(est.predict_network, x[:1], iters, 1, torch.device("cpu")) if iters else float("nan")
         if dtype == torch.float32:
             fp32 = (fixture_out, photo_outs)
         else:

@@ -78,7 +78,7 @@ def part_one(est: md.DepthEstimator, photo: np.ndarray, iters: int) -> dict:
     pil = Image.fromarray(photo)
     cpu_tensor = torch.from_numpy(photo).permute(2, 0, 1)
     x = network_input(est, photo, 1)
-    times = {"net": median_ms(lambda: est.predict_raw(x), iters, device)}
+    times = {"net": median_ms(lambda: est.predict_network(x), iters, device)}
     times["PIL"] = median_ms(lambda: est(pil), iters, device)
     times["numpy"] = median_ms(lambda: est(photo), iters, device)
     times["cpu tensor"] = median_ms(lambda: est(cpu_tensor), iters, device)
@@ -111,7 +111,7 @@ def part_two(est: md.DepthEstimator, folder: Path, batch: int, fmt: str, threads
     from PIL import Image
 
     x = network_input(est, np.asarray(Image.open(files[0]).convert("RGB")), batch)
-    net = median_ms(lambda: est.predict_raw(x), iters, est.device) / 1000
+    net = median_ms(lambda: est.predict_network(x), iters, est.device) / 1000
     return len(files) / seconds, batch / net
 
 

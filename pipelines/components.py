@@ -24,9 +24,8 @@ import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 
-from midas_diffusion import DEFAULT_MODEL, DepthEstimator, get_model_spec
+from midas_diffusion import DEFAULT_MODEL, DepthEstimator, create_model, get_model_spec
 from midas_diffusion.io.images import DEFAULT_MAX_PIXELS, CompactImages, to_compact_tensors
-from midas_diffusion.loading.factory import create_model
 
 WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 STORED = "stored"  # a loading argument left to what the saved folder holds
@@ -74,8 +73,8 @@ class MidasDepthEstimator(ModelMixin, ConfigMixin):
     ):
         super().__init__()
         if estimator is None:
-            net = create_model(model_name, reduced=reduced)
-            estimator = DepthEstimator(net, get_model_spec(model_name), max_pixels=max_pixels)
+            spec = get_model_spec(model_name)
+            estimator = DepthEstimator(create_model(spec.name, reduced=reduced), spec, max_pixels=max_pixels)
             estimator.reduced = reduced
         self._estimator = estimator
         self.net = estimator.model  # the estimator's own network, registered (not copied)

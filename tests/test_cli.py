@@ -5,7 +5,7 @@ from PIL import Image
 
 import midas_diffusion as md
 from midas_diffusion.cli import main
-from midas_diffusion.io.writers import read_pfm, read_png16, write_png16
+from midas_diffusion.io.writers import read_pfm, read_uint16_png, write_png16
 
 from reference import recipe_init_
 
@@ -38,7 +38,7 @@ def test_depth_folder_with_bad_files(tmp_path, saved_model, capsys):
     assert "done 3, skipped 0 (existing), failed 2" in report.out
     written = sorted(p.name for p in out.iterdir())
     assert written == sorted(f"img{i}{s}" for i in range(3) for s in (".png", ".pfm", ".npy", "-preview.png"))
-    png = read_png16(out / "img1.png")
+    png = read_uint16_png(out / "img1.png")
     assert png.dtype == np.uint16 and png.shape == (48, 64) and png.max() == 65535 and png.min() == 0
     raw = read_pfm(out / "img1.pfm")
     assert raw.shape == (48, 64) and np.allclose(np.load(out / "img1.npy"), raw)
@@ -55,7 +55,7 @@ def test_existing_outputs_are_skipped_unless_overwrite(tmp_path, saved_model, ca
     assert marker.read_bytes() == b"user's own file"
     assert "done 0, skipped 2" in capsys.readouterr().out
     assert main(["depth", str(src / "img0.png"), "-o", str(out), "--model", saved_model, "--overwrite", "--no-progress"]) == 0
-    assert read_png16(marker).dtype == np.uint16
+    assert read_uint16_png(marker).dtype == np.uint16
 
 
 def test_missing_input_and_missing_weights(tmp_path, capsys):
@@ -70,7 +70,7 @@ def test_missing_input_and_missing_weights(tmp_path, capsys):
 def test_png16_roundtrip_is_exact(tmp_path):
     values = torch.arange(65536, dtype=torch.float32).reshape(256, 256) / 65535
     write_png16(tmp_path / "d.png", values)
-    assert np.array_equal(read_png16(tmp_path / "d.png"), np.arange(65536, dtype=np.uint16).reshape(256, 256))
+    assert np.array_equal(read_uint16_png(tmp_path / "d.png"), np.arange(65536, dtype=np.uint16).reshape(256, 256))
 
 
 def test_interrupted_write_leaves_no_file(tmp_path, monkeypatch):

@@ -12,7 +12,7 @@ from PIL import Image
 import midas_diffusion as md
 from midas_diffusion.io import writers
 from midas_diffusion.cli import main
-from midas_diffusion.io.writers import read_png16
+from midas_diffusion.io.writers import read_uint16_png
 
 from reference import recipe_init_
 
@@ -85,7 +85,7 @@ def test_batch_size_and_read_ahead_give_the_same_files(tmp_path, saved_model):
     a, b = _outputs(one), _outputs(many)
     assert a.keys() == b.keys() and len(a) == 7
     for name in a:  # batched + channels_last: equal up to float rounding (at most 1 step of 65535)
-        diff = np.abs(read_png16(one / name).astype(int) - read_png16(many / name).astype(int))
+        diff = np.abs(read_uint16_png(one / name).astype(int) - read_uint16_png(many / name).astype(int))
         assert diff.max() <= 1, name
 
 
@@ -98,7 +98,7 @@ def test_file_list_clashing_names_and_tiles(tmp_path, saved_model, capsys, monke
     rc = main(["depth", "--files-from", "list.txt", "-o", "out", "--model", saved_model, "--no-progress", "--tiles"])
     assert rc == 0 and "done 3, skipped 0 (existing), failed 0" in capsys.readouterr().out
     assert sorted(_outputs(tmp_path / "out")) == ["in/a/img01.png", "in/b/img02.png", "in/big.png"]
-    assert read_png16(tmp_path / "out" / "in" / "big.png").shape == (300, 420)
+    assert read_uint16_png(tmp_path / "out" / "in" / "big.png").shape == (300, 420)
     rc = main(["depth", str(src / "a" / "img01.png"), "in/b/../a/img01.png", str(src / "b" / "img02.png"),
                "-o", "out2", "--model", saved_model, "--no-progress"])
     captured = capsys.readouterr()

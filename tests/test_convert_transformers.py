@@ -67,35 +67,24 @@ def hybrid_config():
     )
 
 
+def backbone_dpt(config_class, neck_hidden_sizes, fusion_hidden_size=256, **backbone):
+    """A transformers DPT config on a ``config_class`` backbone (BEiT, SwinV2); its four stages feed the
+    neck unless ``out_features`` says otherwise."""
+    backbone.setdefault("out_features", STAGES)
+    return transformers.DPTConfig(backbone_config=config_class(**backbone), neck_hidden_sizes=neck_hidden_sizes,
+                                  fusion_hidden_size=fusion_hidden_size)
+
+
 def beit_config():
-    backbone = transformers.BeitConfig(
-        **TINY_VIT,
-        image_size=384,
-        patch_size=16,
-        use_relative_position_bias=True,
-        use_absolute_position_embeddings=False,
-        use_mean_pooling=True,
-        layer_scale_init_value=0.1,
-        reshape_hidden_states=False,
-        out_features=STAGES,
-    )
-    return transformers.DPTConfig(backbone_config=backbone, neck_hidden_sizes=[8, 16, 32, 32], fusion_hidden_size=32)
+    return backbone_dpt(transformers.BeitConfig, [8, 16, 32, 32], 32, **TINY_VIT, image_size=384, patch_size=16,
+                        use_relative_position_bias=True, use_absolute_position_embeddings=False,
+                        use_mean_pooling=True, layer_scale_init_value=0.1, reshape_hidden_states=False)
 
 
 def swinv2_config():
-    backbone = transformers.Swinv2Config(
-        image_size=256,
-        patch_size=4,
-        embed_dim=16,
-        depths=[1, 1, 2, 1],
-        num_heads=[1, 2, 2, 4],
-        window_size=16,
-        pretrained_window_sizes=[0, 0, 0, 0],
-        out_features=STAGES,
-    )
-    return transformers.DPTConfig(
-        backbone_config=backbone, neck_hidden_sizes=[16, 32, 64, 128], fusion_hidden_size=32
-    )
+    return backbone_dpt(transformers.Swinv2Config, [16, 32, 64, 128], 32, image_size=256, patch_size=4, embed_dim=16,
+                        depths=[1, 1, 2, 1], num_heads=[1, 2, 2, 4], window_size=16,
+                        pretrained_window_sizes=[0, 0, 0, 0])
 
 
 # zoo name, transformers config, extra timm overrides for the zoo encoder, test input (H, W).
@@ -218,28 +207,14 @@ def hub_config(name: str):
             neck_hidden_sizes=[256, 512, 768, 768],
         )
     if name == "dpt_beit_large_512":
-        backbone = transformers.BeitConfig(
-            image_size=512,
-            hidden_size=1024,
-            num_hidden_layers=24,
-            num_attention_heads=16,
-            intermediate_size=4096,
-            use_relative_position_bias=True,
-            reshape_hidden_states=False,
-            out_features=["stage6", "stage12", "stage18", "stage24"],
-        )
-        return transformers.DPTConfig(backbone_config=backbone, neck_hidden_sizes=[256, 512, 1024, 1024])
+        return backbone_dpt(transformers.BeitConfig, [256, 512, 1024, 1024], image_size=512, hidden_size=1024,
+                            num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
+                            use_relative_position_bias=True, reshape_hidden_states=False,
+                            out_features=["stage6", "stage12", "stage18", "stage24"])
     if name == "dpt_swin2_large_384":
-        backbone = transformers.Swinv2Config(
-            image_size=384,
-            embed_dim=192,
-            depths=[2, 2, 18, 2],
-            num_heads=[6, 12, 24, 48],
-            window_size=24,
-            pretrained_window_sizes=[12, 12, 12, 6],
-            out_features=STAGES,
-        )
-        return transformers.DPTConfig(backbone_config=backbone, neck_hidden_sizes=[192, 384, 768, 1536])
+        return backbone_dpt(transformers.Swinv2Config, [192, 384, 768, 1536], image_size=384, embed_dim=192,
+                            depths=[2, 2, 18, 2], num_heads=[6, 12, 24, 48], window_size=24,
+                            pretrained_window_sizes=[12, 12, 12, 6])
     raise KeyError(name)
 
 

@@ -219,3 +219,12 @@ def test_weights_folder_is_used(tmp_path, monkeypatch):
     est = md.DepthEstimator.from_pretrained("DPT_LeViT_224")
     for k, v in est.model.state_dict().items():
         assert torch.equal(v, model.state_dict()[k])
+
+
+def test_group_batches_keeps_keys_apart_and_order_of_first_appearance():
+    from midas_diffusion.inference.batching import group_batches
+
+    items = ["a1", "b1", "a2", "a3", "b2", "c1", "a4"]
+    assert group_batches(items, lambda s: s[0], 3) == [["a1", "a2", "a3"], ["a4"], ["b1", "b2"], ["c1"]]
+    with pytest.raises(ValueError, match="batch_size must be at least 1"):
+        group_batches(items, lambda s: s[0], 0)

@@ -45,6 +45,35 @@ def test_names_and_bad_values():
             resolve_dtype(bad)
 
 
+def test_parse_dtype_keeps_auto_for_later():
+    from midas_diffusion.inference.precision import parse_dtype
+
+    assert parse_dtype("auto") == parse_dtype(" Auto ") == "auto"
+    assert parse_dtype("bf16") == parse_dtype("bfloat16") == torch.bfloat16 and parse_dtype(None) == torch.float32
+    with pytest.raises(ValueError, match="dtype must be"):
+        parse_dtype("float8")
+
+
+def test_resolve_device_checks_what_this_machine_has(monkeypatch):
+    from midas_diffusion.inference import devices
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(devices, "mps_available", lambda: False)
+    assert devices.resolve_device("auto") == devices.resolve_device(None) == torch.device("cpu")
+    assert devices.resolve_device(" cpu ") == torch.device("cpu")
+    with pytest.raises(ValueError, match=r"'cuda:1' is not available here \(0 CUDA device"):
+        devices.resolve_device("cuda:1")
+    with pytest.raises(ValueError, match="no MPS"):
+        devices.resolve_device("mps")
+    with pytest.raises(ValueError, match="unknown device 'gpu'"):
+        devices.resolve_device("gpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert devices.resolve_device("auto") == torch.device("cuda") and devices.resolve_device("cuda:1").index == 1
+    with pytest.raises(ValueError, match="2 CUDA device"):
+        devices.resolve_device("cuda:2")
+
+
 def test_the_fallback_list_names_zoo_models():
     assert set(BF16_INACCURATE) <= set(md.list_models()) and set(FP16_OVERFLOW) <= set(md.list_models())
 

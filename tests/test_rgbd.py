@@ -12,7 +12,7 @@ from midas_diffusion.io.rgbd import (
     unproject,
     unproject_equirectangular,
 )
-from midas_diffusion.io.writers import read_png16, write_png16
+from midas_diffusion.io.writers import read_uint16_png, write_png16
 
 pytest.importorskip("trimesh")
 
@@ -94,6 +94,6 @@ def test_side_by_side_and_png16(tmp_path):
     export_side_by_side(tmp_path / "sbs.png", rgb, disparity)
     assert Image.open(tmp_path / "sbs.png").size == (48, 16)
     write_png16(tmp_path / "d.png", disparity)
-    assert np.array_equal(read_png16(tmp_path / "d.png"), np.round(disparity.numpy() * 65535).astype(np.uint16))
+    assert np.array_equal(read_uint16_png(tmp_path / "d.png"), np.round(disparity.numpy() * 65535).astype(np.uint16))
     a, d = as_arrays(rgb, disparity)
     assert a.shape == (16, 24, 3) and d.shape == (16, 24)

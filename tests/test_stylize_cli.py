@@ -9,7 +9,7 @@ from tiny_sd import sd15_components, tiny_controlnet, tiny_depth_estimator
 pytest.importorskip("diffusers")
 
 from midas_diffusion.cli import main  # noqa: E402
-from midas_diffusion.io.writers import read_png16  # noqa: E402
+from midas_diffusion.io.writers import read_uint16_png  # noqa: E402
 from midas_diffusion.pipelines import MidasControlNetPipeline, clear_cache  # noqa: E402
 
 
@@ -29,7 +29,7 @@ def test_stylize_writes_image_depth_and_settings(saved_base, capsys):
             "--base", str(saved_base / "base"), "--steps", "2", "--seed", "7", "--save-depth", "--scheduler", "euler"]
     assert main(args) == 0
     assert Image.open(out).size == (60, 40)
-    depth = read_png16(saved_base / "result-depth.png")
+    depth = read_uint16_png(saved_base / "result-depth.png")
     assert depth.dtype == np.uint16 and depth.shape == (40, 60)
     settings = json.loads((saved_base / "result.json").read_text())
     assert settings["seed"] == 7 and settings["method"] == "controlnet" and settings["num_inference_steps"] == 2
@@ -74,7 +74,7 @@ def test_rgbd_command(tmp_path):
     out = tmp_path / "out"
     assert main(["rgbd", "a cozy room", "-o", str(out), "--base", str(tmp_path / "ldm3d"), "--height", "64",
                  "--width", "96", "--steps", "2", "--seed", "3", "--export", "ply"]) == 0
-    depth = read_png16(out / "depth.png")
+    depth = read_uint16_png(out / "depth.png")
     assert depth.dtype == np.uint16 and depth.shape == (64, 96)
     assert Image.open(out / "side_by_side.png").size == (192, 64)
     assert json.loads((out / "settings.json").read_text())["seed"] == 3

@@ -9,10 +9,10 @@ import torch.nn.functional as F
 from reference import recipe_init_
 
 import midas_diffusion as md
+from midas_diffusion.inference.alignment import fit_scale_shift
 from midas_diffusion.inference.tiling import (
     blend_weights,
     estimate_tiled,
-    fit_scale_shift,
     tile_grid,
 )
 from midas_diffusion.io import images as image_io

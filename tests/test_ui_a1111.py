@@ -348,11 +348,11 @@ def test_tab_builds_from_the_param_specs_and_writes_float_depth(host, monkeypatc
     folder = str(_tiny("midas_v21_small_256").save_pretrained(tmp_path / "tiny"))
     photo = _photo()
     preview, (png, npy) = a1111.tab_depth(photo, folder, 0, 2.0, 98.0, 1.0, False, output_dir=tmp_path)
-    from midas_diffusion.io.writers import read_png16
+    from midas_diffusion.io.writers import read_uint16_png
 
     values = np.load(npy)
     assert values.dtype == np.float32 and values.shape == (48, 80) and preview.dtype == np.uint8
-    assert np.abs(read_png16(png).astype(np.float64) / 65535 - values).max() <= 1 / 65535
+    assert np.abs(read_uint16_png(png).astype(np.float64) / 65535 - values).max() <= 1 / 65535
     pytest.importorskip("trimesh")
     path = a1111.tab_export(photo, folder, format="glb", output_dir=tmp_path)
     assert path.endswith(".glb")

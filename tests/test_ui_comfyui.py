@@ -24,7 +24,7 @@ def _frames(b=B, h=H, w=W, seed=0):
     return (ramp + 0.1 * torch.randn(b, h, w, 3, generator=g)).clamp(0, 1).float()
 
 
-def _call(cls, **links):
+def _node_kwargs(cls, links):
     """Like ComfyUI: widget values are INPUT_TYPES defaults, links are given; kwargs only."""
     kwargs = {}
     for section in ("required", "optional"):
@@ -35,7 +35,11 @@ def _call(cls, **links):
                 kwargs[name] = entry[1]["default"]
             elif section == "required":
                 raise AssertionError(f"{cls.__name__}: required link {name} not given")
-    return getattr(cls(), cls.FUNCTION)(**kwargs)
+    return kwargs
+
+
+def _call(cls, **links):
+    return getattr(cls(), cls.FUNCTION)(**_node_kwargs(cls, links))
 
 
 @pytest.fixture(scope="module")
@@ -391,14 +395,7 @@ def _run_in_fake_comfy(graph):
     for node_id, (cls, links) in graph.items():
         inputs = {k: outputs[v[0]][v[1]] if isinstance(v, tuple) else v for k, v in links.items()}
         objects.setdefault(node_id, cls())
-        kwargs = {}
-        for section in ("required", "optional"):
-            for name, entry in cls.INPUT_TYPES().get(section, {}).items():
-                if name in inputs:
-                    kwargs[name] = inputs[name]
-                elif len(entry) > 1 and "default" in entry[1]:
-                    kwargs[name] = entry[1]["default"]
-        outputs[node_id] = getattr(objects[node_id], cls.FUNCTION)(**kwargs)
+        outputs[node_id] = getattr(objects[node_id], cls.FUNCTION)(**_node_kwargs(cls, inputs))
     return objects, outputs
 
 

@@ -101,3 +101,30 @@ def test_install_commands_write_working_shims(tmp_path, capsys):
     assert main(["install-a1111", str(tmp_path / "nowhere")]) == 1
     assert "not an AUTOMATIC1111 webui folder" in capsys.readouterr().err
     assert cli.install_comfyui.__doc__ and cli.install_a1111.__doc__
+
+
+def test_auto_device_is_the_hosts(monkeypatch):
+    """``auto``: ComfyUI's device inside ComfyUI, A1111's ControlNet device inside A1111, else the CPU;
+    a named device is checked (no host import)."""
+    import types
+
+    import torch
+
+    from midas_diffusion.ui import runtime
+
+    for name in ("comfy", "comfy.model_management", "modules", "modules.devices"):
+        monkeypatch.setitem(sys.modules, name, None)  # None in sys.modules: the import raises ImportError
+    assert runtime.host_device("auto") == torch.device("cpu")
+    devices = types.ModuleType("modules.devices")
+    devices.get_device_for = lambda task: "meta" if task == "controlnet" else "cpu"
+    monkeypatch.setitem(sys.modules, "modules", types.SimpleNamespace(devices=devices))
+    monkeypatch.setitem(sys.modules, "modules.devices", devices)
+    assert runtime.host_device("auto") == torch.device("meta")
+    model_management = types.ModuleType("comfy.model_management")
+    model_management.get_torch_device = lambda: torch.device("cpu")
+    monkeypatch.setitem(sys.modules, "comfy", types.SimpleNamespace(model_management=model_management))
+    monkeypatch.setitem(sys.modules, "comfy.model_management", model_management)
+    assert runtime.host_device(None) == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="not available here"):
+        runtime.host_device("cuda")

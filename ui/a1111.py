@@ -217,15 +217,6 @@ def register() -> None:
 
 
 # ------------------------------------------------------------------------------------ the tab
-def _host_device():
-    try:
-        from modules import devices
-
-        return devices.get_device_for("controlnet") if hasattr(devices, "get_device_for") else devices.device
-    except ImportError:
-        return "cpu"
-
-
 def _output_dir() -> Path:
     folder = Path("outputs") / "midas-diffusion"
     folder.mkdir(parents=True, exist_ok=True)
@@ -240,7 +231,7 @@ def tab_depth(image, model, resolution=0, percentile_low=0.0, percentile_high=10
     if image is None:
         raise ValueError("no image: drop a photo first")
     source = model if os.path.exists(str(model)) else get_spec("model").check(model)  # a zoo name, file or folder
-    est = runtime.load_estimator(source, device=_host_device())
+    est = runtime.load_estimator(source, device="auto")  # the host's ControlNet device
     settings = depth_settings(resolution, percentile_low, percentile_high, gamma, invert)
     disparity = runtime.disparity_map(est, np.asarray(image)[..., :3], **settings)
     folder = output_dir or _output_dir()

@@ -22,6 +22,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 
 from midas_diffusion.inference.cache import ModelCache, weights_key
+from midas_diffusion.inference.precision import parse_dtype
 
 from . import comfyui_host as host
 from . import runtime
@@ -63,16 +64,26 @@ def weights_fingerprint(model: str, model_path: str = "", weights_dir: str = "")
     return weights_key(model, os.path.expanduser((weights_dir or "").strip()) or None)
 
 
-class MidasLoadDepthModel:
+class _Node:
+    """What every node of the pack declares alike: its menu category, its docstring as ComfyUI's
+    description, and the optional imports it needs (``REQUIRES``: (module, attribute) pairs that
+    ``load_nodes`` checks; none unless a node names them)."""
+
+    CATEGORY = CATEGORY
+    REQUIRES: Tuple[Tuple[str, str], ...] = ()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.DESCRIPTION = cls.__doc__
+
+
+class MidasLoadDepthModel(_Node):
     """Load a zoo model (or a checkpoint file / saved folder); later runs reuse it while ComfyUI
     keeps this node's output, and load again after ComfyUI frees it or the file changes."""
 
-    REQUIRES: Tuple[Tuple[str, str], ...] = ()
     RETURN_TYPES = (MODEL_TYPE,)
     RETURN_NAMES = ("depth_model",)
     FUNCTION = "load"
-    CATEGORY = CATEGORY
-    DESCRIPTION = __doc__
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -93,7 +104,7 @@ class MidasLoadDepthModel:
         source = model_path.strip() or model
         if model_path.strip() and not os.path.exists(os.path.expanduser(source)):
             raise ValueError(f"model_path {source!r} does not exist")
-        load_device, dtype_t = runtime.resolve_device(device), runtime.resolve_dtype(dtype)
+        load_device, dtype_t = runtime.host_device(device), parse_dtype(dtype)
         key = (weights_fingerprint(model, model_path, weights_dir), str(load_device), str(dtype_t))
 
         def load():
@@ -109,16 +120,13 @@ class MidasLoadDepthModel:
         return (est,)
 
 
-class MidasEstimateDepth:
+class MidasEstimateDepth(_Node):
     """Depth of each frame: a 3-channel IMAGE for ControlNet (near = white) and the float map as
     MASK [B,H,W] (float32, so 16-bit / EXR savers keep its precision)."""
 
-    REQUIRES: Tuple[Tuple[str, str], ...] = ()
     RETURN_TYPES = ("IMAGE", "MASK")
     RETURN_NAMES = ("depth_image", "disparity")
     FUNCTION = "estimate"
-    CATEGORY = CATEGORY
-    DESCRIPTION = __doc__
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -134,7 +142,7 @@ class MidasEstimateDepth:
         return (_to_image(disparity), _to_mask(disparity))
 
 
-class MidasDepthStylize:
+class MidasDepthStylize(_Node):
     """Restyle each frame with a prompt, keeping its depth (``pipelines.pipeline``); frame i uses
     seed + i. Returns the images and the disparity that conditioned them."""
 
@@ -142,8 +150,6 @@ class MidasDepthStylize:
     RETURN_TYPES = ("IMAGE", "MASK")
     RETURN_NAMES = ("image", "disparity")
     FUNCTION = "stylize"
-    CATEGORY = CATEGORY
-    DESCRIPTION = __doc__
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -176,8 +182,8 @@ class MidasDepthStylize:
                       background_weight=get_spec("background_weight").check(background_weight), **settings)
         if method == "depth2img":
             kwargs["strength"] = get_spec("strength").check(strength)
-        dtype_t = runtime.resolve_dtype(dtype)
-        load_device = runtime.resolve_device(device)
+        dtype_t = parse_dtype(dtype)
+        load_device = runtime.host_device(device)
         common = dict(method=method, base=_model_path(base, "checkpoints"),
                       single_file_config=single_file_config.strip() or None,
                       control_model=_model_path(control_model, "controlnet"),
@@ -218,7 +224,7 @@ def _held_pipeline(load: Callable[[], Any], load_device: torch.device, exclude: 
     return pipe
 
 
-class MidasLDM3DTextToRGBD:
+class MidasLDM3DTextToRGBD(_Node):
     """Text to an RGB image and its depth (LDM3D, ``pipelines.api.load_rgbd_pipeline``, cached);
     depth comes out as MASK [B,H,W] float32 in [0,1] (near = 1, ready for the export node)."""
 
@@ -226,8 +232,6 @@ class MidasLDM3DTextToRGBD:
     RETURN_TYPES = ("IMAGE", "MASK")
     RETURN_NAMES = ("rgb", "depth")
     FUNCTION = "generate"
-    CATEGORY = CATEGORY
-    DESCRIPTION = __doc__
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -242,8 +246,8 @@ class MidasLDM3DTextToRGBD:
 
         if not str(prompt).strip():
             raise ValueError("prompt must be a non-empty string")
-        dtype_t = runtime.resolve_dtype(dtype)
-        load_device = runtime.resolve_device(device)
+        dtype_t = parse_dtype(dtype)
+        load_device = runtime.host_device(device)
         steps = get_spec("steps").check(steps)
         self._pipeline = pipe = _held_pipeline(  # held like the stylize node's
             lambda: load_rgbd_pipeline(base.strip() or None, dtype=runtime.pipeline_dtype(dtype_t, load_device),
@@ -305,7 +309,7 @@ def _output_dir(output_dir: str) -> Path:
         return Path("output")
 
 
-class MidasMetricDepth:
+class MidasMetricDepth(_Node):
     """Depth in metres from the disparity and a few known distances (``x, y, metres`` per line, pixel
     column and row of the image): scale and shift of inverse depth are fitted to the points (robust
     to a few wrong ones). Feed it the estimate node's disparity made with gamma 1 and no clipping."""
@@ -314,8 +318,6 @@ class MidasMetricDepth:
     RETURN_TYPES = ("MASK", "STRING")
     RETURN_NAMES = ("metric_depth", "fit")
     FUNCTION = "fit"
-    CATEGORY = CATEGORY
-    DESCRIPTION = __doc__
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -342,7 +344,7 @@ class MidasMetricDepth:
         return (torch.stack(depths).float().contiguous(), "\n".join(lines))
 
 
-class MidasExportRGBD:
+class MidasExportRGBD(_Node):
     """Write each frame's RGB + disparity as a PLY point cloud or a GLB mesh; returns the paths."""
 
     REQUIRES = (("midas_diffusion.io.rgbd", "export_ply"), ("midas_diffusion.io.rgbd", "export_glb"),
@@ -350,9 +352,7 @@ class MidasExportRGBD:
     RETURN_TYPES = ("STRING",)
     RETURN_NAMES = ("paths",)
     FUNCTION = "export"
-    CATEGORY = CATEGORY
     OUTPUT_NODE = True
-    DESCRIPTION = __doc__
 
     @classmethod
     def INPUT_TYPES(cls):

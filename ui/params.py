@@ -101,7 +101,7 @@ PARAMS: Tuple[ParamSpec, ...] = (
     P("seed", "Seed", "int", 0, 0, 2**32 - 1, 1, group="stylize", help="random seed (frame i of a batch uses seed + i)"),
     # runtime: where models run
     P("device", "Device", "choice", "auto", choices=("auto", "cpu", "cuda", "mps"), group="runtime",
-      help="auto = the host's device (ComfyUI's, else CPU)"),
+      help="auto = the host's device (ComfyUI's or A1111's, else CPU)"),
     P("dtype", "Precision", "choice", "auto", choices=("auto", "float32", "float16", "bfloat16"), group="runtime",
       help="auto: depth in bfloat16 on CPUs with native bf16 units (models accurate in it), float16 on CUDA; "
            "diffusion in float16 on CUDA, else float32"),

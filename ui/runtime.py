@@ -16,38 +16,33 @@ import torch
 
 from midas_diffusion import DepthEstimator
 from midas_diffusion.inference.cache import ModelCache, default_cache, load_depth_model
+from midas_diffusion.inference.devices import resolve_device
+from midas_diffusion.inference.precision import parse_dtype
 
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+def host_device(device: Union[str, torch.device, None] = "auto") -> torch.device:
+    """A device control's value: ``"auto"`` is the host's device (ComfyUI's inside ComfyUI, the
+    ControlNet device inside A1111/Forge, else the CPU); any other name is checked by
+    ``inference.devices.resolve_device``."""
+    if device not in (None, "", "auto"):
+        return resolve_device(device)
+    try:
+        import comfy.model_management as mm  # only present inside ComfyUI
 
+        return torch.device(mm.get_torch_device())
+    except ImportError:
+        pass
+    try:
+        from modules import devices  # only present inside A1111/Forge
 
-def resolve_device(device: Union[str, torch.device, None] = "auto") -> torch.device:
-    """``"auto"``: ComfyUI's device when running inside ComfyUI, else the CPU."""
-    if device in (None, "", "auto"):
-        try:
-            import comfy.model_management as mm  # only present inside ComfyUI
-
-            return torch.device(mm.get_torch_device())
-        except ImportError:
-            return torch.device("cpu")
-    return torch.device(device)
-
-
-def resolve_dtype(dtype: Union[str, torch.dtype, None]) -> Union[torch.dtype, str]:
-    """A dtype control's value for a depth model: a torch dtype, or ``"auto"`` kept as it is (the
-    model's own rule, ``midas_diffusion.inference.precision``, applies once the model is known)."""
-    if dtype is None:
-        return torch.float32
-    if isinstance(dtype, torch.dtype) or dtype == "auto":
-        return dtype
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of auto, {', '.join(DTYPES)}, got {dtype!r}")
-    return DTYPES[dtype]
+        return torch.device(devices.get_device_for("controlnet") if hasattr(devices, "get_device_for") else devices.device)
+    except ImportError:
+        return torch.device("cpu")
 
 
 def pipeline_dtype(dtype: Union[str, torch.dtype, None], device: Union[str, torch.device]) -> Optional[torch.dtype]:
     """A dtype control's value for a diffusion pipeline: None (load in float32) or a half type;
     ``"auto"`` is float16 on CUDA and float32 elsewhere (diffusion in bf16/fp16 on a CPU is slow)."""
-    resolved = resolve_dtype(dtype)
+    resolved = parse_dtype(dtype)
     if resolved == "auto":
         resolved = torch.float16 if torch.device(device).type == "cuda" else torch.float32
     return None if resolved == torch.float32 else resolved
@@ -67,7 +62,7 @@ def load_estimator(
     if not name_or_path:
         raise ValueError("no depth model given: pick a zoo model or give a checkpoint file or folder")
     weights = os.path.abspath(os.path.expanduser(str(weights_dir))) if weights_dir else None
-    return load_depth_model(str(name_or_path), device=resolve_device(device), dtype=resolve_dtype(dtype),
+    return load_depth_model(str(name_or_path), device=host_device(device), dtype=parse_dtype(dtype),
                             weights_dir=weights, cache=cache, **kwargs)
 
 

@@ -1,23 +1,11 @@
-"""Grouping files into batches of equal network size, and reading the next batches ahead."""
+"""Reading the next batches of files ahead (the batches themselves: ``inference.batching.group_batches``)."""
 
 from __future__ import annotations
 
 import os
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import (
-    Callable,
-    Deque,
-    Dict,
-    Hashable,
-    Iterable,
-    Iterator,
-    List,
-    Optional,
-    Sequence,
-    Tuple,
-    TypeVar,
-)
+from typing import Callable, Deque, Iterable, Iterator, List, Optional, Sequence, Tuple, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -37,16 +25,6 @@ def peek_size(path: os.PathLike) -> Optional[Tuple[int, int]]:
     except Exception:  # noqa: BLE001 - any unreadable file is reported by the real read
         return None
     return (w, h) if orientation in _TRANSPOSING_ORIENTATIONS else (h, w)
-
-
-def group_batches(items: Sequence[T], key: Callable[[T], Hashable], batch_size: int) -> List[List[T]]:
-    """Items of equal ``key`` in batches of at most ``batch_size``, groups in order of first appearance."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    groups: Dict[Hashable, List[T]] = {}
-    for item in items:
-        groups.setdefault(key(item), []).append(item)
-    return [group[i : i + batch_size] for group in groups.values() for i in range(0, len(group), batch_size)]
 
 
 def _load_one(item: T, load: Callable[[T], R]) -> object:

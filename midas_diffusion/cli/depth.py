@@ -31,7 +31,8 @@ def add_depth_parser(sub) -> None:
     p.add_argument("--percentile", type=parse_percentile, default=None, help="clip LOW,HIGH percentiles")
     p.add_argument("--gamma", type=float, default=1.0)
     p.add_argument("--invert", action="store_true", help="near = dark")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (under accelerate launch, cuda = this process's GPU)")
+    p.add_argument("--device", default="cpu",
+                   help="cpu, cuda, cuda:1, mps, auto (cuda, else mps, else cpu); under accelerate launch, cuda = this process's GPU")
     p.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"], default="auto",
                    help="auto: bfloat16 on CPUs with native bf16 units, float16 on CUDA (bfloat16 for Swin), per model")
     p.add_argument("--batch-size", type=positive_int, default=1, help="images of equal network size per forward pass")
@@ -91,7 +92,8 @@ class Counts:
 
 
 def run_depth(args) -> int:
-    from .parallel import current_shard, finish, resolve_device, sum_counts
+    from ..inference.devices import resolve_device
+    from .parallel import current_shard, finish, process_device, sum_counts
 
     inputs = list(args.inputs)
     for list_path in args.files_from:
@@ -145,7 +147,7 @@ def run_depth(args) -> int:
     start = time.perf_counter()
     if todo or videos:
         try:
-            est = load_estimator(args, resolve_device(args.device, shard))
+            est = load_estimator(args, resolve_device(process_device(args.device, shard)))
         except (ValueError, FileNotFoundError, OSError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             finish(shard)
@@ -172,8 +174,9 @@ def run_depth(args) -> int:
 def run_images(est, todo, args, counts: Counts, progress: bool) -> None:
     from tqdm.auto import tqdm
 
+    from ..inference.batching import group_batches
     from ..io.images import load_image_file, to_compact_tensors
-    from .batching import default_decode_threads, group_batches, peek_size, read_ahead
+    from .batching import default_decode_threads, peek_size, read_ahead
 
     if not todo:
         return

@@ -69,7 +69,7 @@ def add_evaluate_parser(sub) -> None:
     p.add_argument("--limit", type=positive_int, default=None, help="only the first N samples of each dataset")
     p.add_argument("--resolution", type=int, default=None, help="processing resolution (MiDaS --height)")
     p.add_argument("--square", action="store_true", help="square network input (the paper's □ rows)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps, auto (cuda, else mps, else cpu)")
     p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32")
     p.add_argument("--out", default="results.json", help="summary JSON (a CSV and a .samples folder go beside it)")
     p.add_argument("--reference", default="dpt_large_384", help="model the improvement (Imp %%) is measured against")
@@ -94,13 +94,10 @@ def _predict(est, image):
 def load_estimator(model: str, args):
     import torch
 
+    from ..inference.devices import resolve_device
     from ..inference.estimator import DepthEstimator
 
-    device = args.device
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: no CUDA device is available here")
-    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ValueError("--device mps: MPS is not available here")
+    device = resolve_device(args.device)
     est = DepthEstimator.from_pretrained(model, weights_dir=args.weights_dir, resolution=args.resolution,
                                          square=args.square or None, progress=not args.no_progress,
                                          dtype=torch.float32)  # cast once, below, for the device it runs on

@@ -43,8 +43,10 @@ def current_shard(cpu: bool = False) -> ProcessShard:
     return ProcessShard(state.process_index, state.num_processes, state.local_process_index, str(state.device))
 
 
-def resolve_device(requested: str, shard: ProcessShard) -> str:
-    """``cuda`` without an index means this process's GPU under a launcher; anything else is kept."""
+def process_device(requested: str, shard: ProcessShard) -> str:
+    """This process's device name: under a launcher, ``cuda`` (``xpu``, ``npu``, ``mps``) without an
+    index means this process's device; anything else is kept (``inference.devices.resolve_device``
+    checks it)."""
     if shard.count > 1 and requested in ("cuda", "xpu", "npu", "mps") and shard.device:
         return shard.device
     return requested

@@ -31,6 +31,7 @@ from typing import Optional, Tuple, Union
 
 import numpy as np
 
+from ..inference.alignment import DegenerateFitError, fit_scale_shift
 from .protocol import as_map, squeeze_leading
 
 __all__ = ["MetricDepth", "PoorFitWarning", "fit_inverse_depth", "metric_depth", "sparse_from_points"]
@@ -88,15 +89,11 @@ def _residuals(scale, shift, x: np.ndarray, z: np.ndarray) -> np.ndarray:
 
 
 def _least_squares(x: np.ndarray, y: np.ndarray, weights: Optional[np.ndarray] = None) -> Tuple[float, float]:
-    w = np.ones_like(x) if weights is None else weights
-    sw = w.sum()
-    x_mean, y_mean = (w * x).sum() / sw, (w * y).sum() / sw
-    var = (w * (x - x_mean) ** 2).sum() / sw
-    if not var > 1e-12 * max((w * x * x).sum() / sw, 1e-300):
+    try:
+        return fit_scale_shift(x, y, weights)
+    except DegenerateFitError:
         raise ValueError("the known points all have the same disparity: scale and shift are undetermined "
-                         "(measure points at different distances)")
-    scale = (w * (x - x_mean) * (y - y_mean)).sum() / sw / var
-    return float(scale), float(y_mean - scale * x_mean)
+                         "(measure points at different distances)") from None
 
 
 def _ransac(x: np.ndarray, y: np.ndarray, z: np.ndarray, threshold: float, max_trials: int,

@@ -84,10 +84,10 @@ def load_known_depths(path: os.PathLike, height: int, width: int) -> np.ndarray:
             raise ValueError(f"{path} has shape {arr.shape}; expected a depth image in metres or (N, 3) x, y, depth rows")
         return sparse_from_points(_map_to_points(arr.astype(np.float64), height, width, path), height, width)
     if suffix in (".png", ".exr"):
-        from .datasets.formats import read_exr, read_png16
+        from .datasets.formats import read_exr, read_png16_metres
 
         if suffix == ".png":
-            depth = read_png16(path, 0.001, "a 16-bit PNG depth image in millimetres (0 = unknown)").astype(np.float64)
+            depth = read_png16_metres(path, 0.001, "a 16-bit PNG depth image in millimetres (0 = unknown)").astype(np.float64)
         else:
             depth = read_exr(path)
         return sparse_from_points(_map_to_points(depth, height, width, path), height, width)

@@ -39,6 +39,8 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..inference.alignment import DegenerateFitError, fit_scale_shift
+
 METRICS = ("absrel", "delta_bad", "whdr")
 """Metrics a protocol can report (lower is better for all three)."""
 
@@ -155,7 +157,8 @@ def align_scale_shift(pred, target, mask=None) -> Alignment:
     """Closed-form least squares of ``scale * pred + shift`` to ``target`` over ``mask``.
 
     Raises ``ValueError`` for an empty mask (fewer than 2 pixels), NaN/inf inside the mask or a
-    prediction that is constant over the mask (scale undetermined)."""
+    prediction that is constant over the mask (scale undetermined; the rule of
+    ``inference.alignment.fit_scale_shift``)."""
     pred, target = as_map(pred, "pred"), as_map(target, "target")
     _same_shape(pred, target, ("pred", "target"))
     mask = _mask(mask, pred.shape)
@@ -167,12 +170,10 @@ def align_scale_shift(pred, target, mask=None) -> Alignment:
         raise ValueError("pred contains NaN or infinite values inside the mask")
     if not np.isfinite(d).all():
         raise ValueError("target contains NaN or infinite values inside the mask")
-    p_mean, d_mean = p.mean(), d.mean()
-    p_var = np.mean((p - p_mean) ** 2)
-    if not p_var > 1e-12 * max(np.mean(p * p), 1e-300):
-        raise ValueError("pred is constant over the mask: scale and shift are undetermined")
-    scale = float(np.mean((p - p_mean) * (d - d_mean)) / p_var)
-    shift = float(d_mean - scale * p_mean)
+    try:
+        scale, shift = fit_scale_shift(p, d)
+    except DegenerateFitError:
+        raise ValueError("pred is constant over the mask: scale and shift are undetermined") from None
     return Alignment(scale=scale, shift=shift, aligned=scale * pred + shift)
 
 

@@ -6,7 +6,7 @@ import json
 import os
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -15,6 +15,7 @@ from ..zoo.registry import get_model_spec, list_models, resolve_name
 from ..loading.checkpoints import CheckpointLike, identify_checkpoint
 from ..zoo.config import ModelSpec, PreprocessConfig
 from ..io.images import DEFAULT_MAX_PIXELS, VALUE_SCALE, ImageLike, dense_view, to_compact_tensors, to_device
+from .batching import group_batches
 from .outputs import DepthOutput
 from .precision import resolve_dtype
 from .transforms import check_normalization, network_input_size, normalize_disparity, prepare_compact, resize, with_resolution
@@ -268,9 +269,10 @@ class DepthEstimator:
         return network_input_size(height, width, self.preprocess)
 
     @torch.inference_mode()
-    def predict_raw(self, batch: torch.Tensor) -> torch.Tensor:
-        """Run the network on a prepared, normalized ``(B,3,h,w)`` batch; returns ``(B,h,w)`` float32
-        on the estimator's device."""
+    def predict_network(self, batch: torch.Tensor) -> torch.Tensor:
+        """Run the network on a prepared, standardized ``(B,3,h,w)`` batch; returns its prediction at
+        network size, ``(B,h,w)`` float32 on the estimator's device (``DepthOutput.raw`` is the same
+        prediction resized to the image, ``(B,1,H,W)``)."""
         self.forward_count += 1
         x = batch.to(device=self.device, dtype=self.dtype).contiguous(memory_format=self.memory_format)
         return (self._graphed(x) if self._graphed is not None else self.model(x)).float()
@@ -304,8 +306,7 @@ class DepthEstimator:
             )
         target = _output_device(output_device, self.device)
         raws, disparities = [], []
-        for chunk in self._chunks(compact, batch_size):
-            raw, disparity = self._estimate_batch([compact[i] for i in chunk], percentile, gamma, invert)
+        for _, raw, disparity in self._runs(compact, batch_size, percentile, gamma, invert):
             raws.append(_move(raw, target))
             disparities.append(_move(disparity, target))
         self._wait_for_copies(target)
@@ -333,19 +334,10 @@ class DepthEstimator:
         target = _output_device(output_device, self.device)
         outs: List[Optional[DepthOutput]] = [None] * len(compact)
         settings = self._settings(percentile, gamma, invert)
-        for chunk in self._chunks(compact, batch_size):
-            by_size: Dict[Tuple[int, int], List[int]] = {}
-            for i in chunk:
-                by_size.setdefault(tuple(compact[i].shape[-2:]), []).append(i)
-            prediction = self._predict([compact[i] for i in chunk])
-            position = {i: j for j, i in enumerate(chunk)}
-            for size, members in by_size.items():
-                rows = torch.tensor([position[i] for i in members], device=prediction.device)
-                flat = torch.stack([_is_flat(compact[i]) for i in members])
-                raw, disparity = self._finish(prediction.index_select(0, rows), size, flat, percentile, gamma, invert)
-                for k, i in enumerate(members):
-                    outs[i] = DepthOutput(disparity=_move(disparity[k : k + 1], target), raw=_move(raw[k : k + 1], target),
-                                          model_name=self.spec.name, settings=dict(settings))
+        for members, raw, disparity in self._runs(compact, batch_size, percentile, gamma, invert):
+            for k, i in enumerate(members):
+                outs[i] = DepthOutput(disparity=_move(disparity[k : k + 1], target), raw=_move(raw[k : k + 1], target),
+                                      model_name=self.spec.name, settings=dict(settings))
         self._wait_for_copies(target)
         return outs  # type: ignore[return-value]
 
@@ -361,16 +353,16 @@ class DepthEstimator:
 
     def _chunks(self, compact: List[torch.Tensor], batch_size: int) -> List[List[int]]:
         """Indices of images of equal network input size, in runs of at most ``batch_size``."""
-        groups: Dict[Tuple[int, int], List[int]] = {}
-        for i, img in enumerate(compact):
-            groups.setdefault(self.network_input_size(img.shape[-2], img.shape[-1]), []).append(i)
-        return [g[s : s + batch_size] for g in groups.values() for s in range(0, len(g), batch_size)]
+        def size(i: int) -> Tuple[int, int]:
+            return self.network_input_size(*compact[i].shape[-2:])
+
+        return group_batches(range(len(compact)), size, batch_size)
 
     def _predict(self, images: List[torch.Tensor]) -> torch.Tensor:
         """The network's ``(B,h,w)`` float32 prediction for compact images of one network input size."""
         size = self.network_input_size(images[0].shape[-2], images[0].shape[-1])
         batch = torch.cat([prepare_compact(img, size, self.preprocess) for img in images])
-        return self.predict_raw(batch)
+        return self.predict_network(batch)
 
     def _finish(self, prediction, size, flat, percentile, gamma, invert) -> Tuple[torch.Tensor, torch.Tensor]:
         """Raw map at the image ``size`` (bicubic, as MiDaS ``run.py``) and its normalized disparity;
@@ -378,9 +370,21 @@ class DepthEstimator:
         raw = resize(prediction[:, None], size, "bicubic")
         return raw, normalize_disparity(raw, percentile, gamma, invert, flat=flat)
 
-    def _estimate_batch(self, images, percentile, gamma, invert) -> Tuple[torch.Tensor, torch.Tensor]:
-        flat = torch.stack([_is_flat(img) for img in images])
-        return self._finish(self._predict(images), tuple(images[0].shape[-2:]), flat, percentile, gamma, invert)
+    def _runs(self, compact: List[torch.Tensor], batch_size: int, percentile, gamma, invert
+              ) -> Iterator[Tuple[List[int], torch.Tensor, torch.Tensor]]:
+        """``(indices, raw, disparity)`` for the images in order of their batches: each batch of
+        equal network input size runs through the network once, then is finished per image size."""
+        for chunk in self._chunks(compact, batch_size):
+            prediction = self._predict([compact[i] for i in chunk])
+            for rows in group_batches(range(len(chunk)), lambda j: tuple(compact[chunk[j]].shape[-2:]), len(chunk)):
+                members = [chunk[j] for j in rows]
+                if len(rows) < len(chunk):
+                    picked = prediction.index_select(0, torch.tensor(rows, device=prediction.device))
+                else:
+                    picked = prediction
+                flat = torch.stack([_is_flat(compact[i]) for i in members])
+                raw, disparity = self._finish(picked, tuple(compact[members[0]].shape[-2:]), flat, percentile, gamma, invert)
+                yield members, raw, disparity
 
     def _wait_for_copies(self, target: torch.device) -> None:
         if target.type == "cpu" and self.device.type == "cuda":

@@ -57,7 +57,7 @@ def export_openvino(
 
 
 class OpenVINODepthModel(nn.Module):
-    """A compiled OpenVINO model behind the zoo model's interface: normalized ``(B,3,H,W)`` ->
+    """A compiled OpenVINO model behind the zoo model's interface: standardized ``(B,3,H,W)`` ->
     ``(B,H,W)`` float32 (CPU tensors in and out). It has no torch parameters; ``.to()`` is a no-op
     for the CPU and float32, and anything else is refused."""
 

@@ -106,13 +106,10 @@ def _cuda_has_bf16(device: torch.device) -> bool:
         return False
 
 
-def resolve_dtype(
-    dtype: Union[str, torch.dtype, None],
-    device: Union[str, torch.device, None] = "cpu",
-    model_name: Optional[str] = None,
-) -> torch.dtype:
-    """The torch dtype for ``dtype`` (a torch dtype, a name such as ``"float16"``/``"bf16"``, or
-    ``"auto"``) on ``device`` for zoo model ``model_name``. ``None`` means float32."""
+def parse_dtype(dtype: Union[str, torch.dtype, None]) -> Union[torch.dtype, str]:
+    """The torch dtype a name (``"float16"``, ``"bf16"``, ``"torch.float32"``, ...) or torch dtype
+    means, or ``"auto"`` kept as it is, for a caller that does not know the device and model yet
+    (``resolve_dtype`` applies the rule once it does). ``None`` means float32."""
     if dtype is None:
         return torch.float32
     if isinstance(dtype, torch.dtype):
@@ -126,7 +123,18 @@ def resolve_dtype(
         return DTYPE_NAMES[key]
     if key != "auto":
         raise ValueError(f"dtype must be 'auto', 'float32', 'float16' or 'bfloat16', got {dtype!r}")
-    return auto_dtype(device, model_name)
+    return "auto"
+
+
+def resolve_dtype(
+    dtype: Union[str, torch.dtype, None],
+    device: Union[str, torch.device, None] = "cpu",
+    model_name: Optional[str] = None,
+) -> torch.dtype:
+    """The torch dtype for ``dtype`` (a torch dtype, a name such as ``"float16"``/``"bf16"``, or
+    ``"auto"``) on ``device`` for zoo model ``model_name``. ``None`` means float32."""
+    parsed = parse_dtype(dtype)
+    return auto_dtype(device, model_name) if parsed == "auto" else parsed
 
 
 def auto_dtype(device: Union[str, torch.device, None] = "cpu", model_name: Optional[str] = None) -> torch.dtype:

@@ -14,9 +14,11 @@ import math
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 
 from ..io.images import ImageLike, to_compact_tensors
+from .alignment import DegenerateFitError, fit_scale_shift
 from .outputs import DepthOutput
 from .transforms import normalize_disparity
 
@@ -87,21 +89,15 @@ def blend_weights(grid: TileGrid, tile_overlap: float) -> List[torch.Tensor]:
     return out
 
 
-def fit_scale_shift(pred: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None) -> Tuple[float, float]:
-    """Least-squares ``(s, t)`` minimizing ``sum(weight * (s * pred + t - target)^2)``."""
-    p, q = pred.double().reshape(-1), target.double().reshape(-1)
-    w = torch.ones_like(p) if weight is None else weight.double().reshape(-1)
-    finite = torch.isfinite(p) & torch.isfinite(q)
-    p, q, w = p[finite], q[finite], w[finite]
-    sw = w.sum()
-    if sw <= 0:
-        return 1.0, 0.0
-    mp, mq = (w * p).sum() / sw, (w * q).sum() / sw
-    var = (w * (p - mp) ** 2).sum()
-    if var <= 1e-12 * max(1.0, float(mp.abs())) ** 2:
-        return 0.0, float(mq)  # a flat tile: take the global level
-    s = (w * (p - mp) * (q - mq)).sum() / var
-    return float(s), float(mq - s * mp)
+def _align_tile(pred: torch.Tensor, coarse: torch.Tensor) -> Tuple[float, float]:
+    """``(s, t)`` taking a tile's prediction to the whole-image pass over their finite pixels; a flat
+    tile (or one with no finite pixel) gets scale 0 and the pass's mean level there."""
+    p, q = pred.numpy(), coarse.numpy()
+    finite = np.isfinite(p) & np.isfinite(q)
+    try:
+        return fit_scale_shift(p, q, finite)
+    except DegenerateFitError:
+        return 0.0, float(q[finite].mean()) if finite.any() else 0.0
 
 
 @torch.inference_mode()
@@ -148,7 +144,7 @@ def estimate_tiled(
         acc = torch.zeros(height, width, dtype=torch.float64)
         norm = torch.zeros(height, width, dtype=torch.float64)
         for (t, l, b, r), pred, w in zip(boxes, preds, weights):
-            s, sh = fit_scale_shift(pred, coarse[t:b, l:r])
+            s, sh = _align_tile(pred, coarse[t:b, l:r])
             acc[t:b, l:r] += w * (s * pred + sh)
             norm[t:b, l:r] += w
         raw = acc / norm.clamp_min(1e-12)

@@ -1,4 +1,4 @@
-"""MiDaS preprocessing on tensors: network input size, resize, normalize; and disparity maps.
+"""MiDaS preprocessing on tensors: network input size, resize, standardize (mean/std); and disparity maps.
 
 Each operation is a plain function over ``(B,C,H,W)`` tensors and runs on the tensor's device.
 """
@@ -177,21 +177,23 @@ def _shrink_bicubic(image: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     return out.permute(2, 0, 1)[None].contiguous()
 
 
-def normalize(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+def standardize(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """``(image - mean) / std`` per channel: the network input's statistics (not ``normalize_disparity``,
+    the output's min-max)."""
     mean_t = torch.as_tensor(mean, dtype=image.dtype, device=image.device).view(1, -1, 1, 1)
     std_t = torch.as_tensor(std, dtype=image.dtype, device=image.device).view(1, -1, 1, 1)
     return (image - mean_t) / std_t
 
 
 def prepare(image: torch.Tensor, config: PreprocessConfig) -> torch.Tensor:
-    """RGB ``(B,3,H,W)`` in [0,1] -> the normalized network input of ``config``."""
+    """RGB ``(B,3,H,W)`` in [0,1] -> the standardized network input of ``config``."""
     size = network_input_size(image.shape[-2], image.shape[-1], config)
-    return normalize(resize(image, size, config.interpolation), config.mean, config.std)
+    return standardize(resize(image, size, config.interpolation), config.mean, config.std)
 
 
 def prepare_compact(image: torch.Tensor, size: Sequence[int], config: PreprocessConfig) -> torch.Tensor:
     """A compact ``(C,H,W)`` image (uint8, uint16 or float32; 1 or 3 channels; see ``images``) ->
-    its normalized float32 ``(1,3,h,w)`` network input of ``size``, computed on the image's device.
+    its standardized float32 ``(1,3,h,w)`` network input of ``size``, computed on the image's device.
 
     The same numbers as ``prepare`` of the float image: the type's scale (1/255, 1/65535) is applied
     after the resize (which is linear), gray is widened to 3 channels after it."""
@@ -206,7 +208,7 @@ def prepare_compact(image: torch.Tensor, size: Sequence[int], config: Preprocess
         x = x / scale
     if x.shape[1] == 1:
         x = x.expand(-1, 3, -1, -1)
-    return normalize(x, config.mean, config.std)
+    return standardize(x, config.mean, config.std)
 
 
 def check_normalization(percentile: Optional[Tuple[float, float]], gamma: float) -> None:

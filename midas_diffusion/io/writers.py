@@ -55,7 +55,8 @@ def write_png16(path: os.PathLike, disparity) -> Path:
     return Path(path)
 
 
-def read_png16(path: os.PathLike) -> np.ndarray:
+def read_uint16_png(path: os.PathLike) -> np.ndarray:
+    """A 16-bit PNG's values as they are stored (uint16; ``write_png16`` maps disparity 0-1 to 0-65535)."""
     from PIL import Image
 
     with Image.open(path) as img:

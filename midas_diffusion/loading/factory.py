@@ -51,7 +51,7 @@ def create_model(name: str, checkpoint: Optional[CheckpointLike] = None, *, redu
     weights are made). ``reduced=True`` builds a tiny model of the same family and structure (for
     tests and examples; no official weights fit it).
 
-    The returned module's ``forward(x)`` takes a normalized ``(B,3,H,W)`` float tensor and returns
+    The returned module's ``forward(x)`` takes a standardized (mean/std) ``(B,3,H,W)`` float tensor and returns
     relative inverse depth ``(B,H,W)``. It is in eval mode, on the CPU, in float32.
     """
     if checkpoint is not None:

@@ -6,7 +6,7 @@ Architecture configs live next to the code that builds them (``backbones/*.py`` 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Optional, Tuple
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -61,7 +61,7 @@ class ModelSpec:
     """Everything the zoo knows about one model: how to build it, feed it and find its weights."""
 
     name: str
-    build: Callable[..., Any]  # (arch_config) -> nn.Module, see models.py
+    build: Callable[..., Any]  # (arch_config) -> nn.Module, see model.py
     arch: Any  # frozen architecture config consumed by ``build``
     preprocess: PreprocessConfig
     official_weights: Optional[WeightFile] = None
@@ -72,7 +72,6 @@ class ModelSpec:
     # FPS on an RTX 3090 from the MiDaS v3.1 README (None where not listed).
     reference_fps: Optional[float] = None
     quality_rank: int = 0  # 1 = best zero-shot accuracy in the MiDaS README table
-    extra: Tuple[Tuple[str, Any], ...] = field(default_factory=tuple)
 
     @property
     def net_size(self) -> Tuple[int, int]:

@@ -9,16 +9,16 @@ from .config import ModelSpec
 
 DEFAULT_MODEL = "dpt_beit_large_512"  # the best of the zoo; every front end's default depth model
 
-_SPECS: Dict[str, ModelSpec] = {}
+_BY_NAME: Dict[str, ModelSpec] = {}
 _ALIASES: Dict[str, str] = {}
 
 
 def register_model(spec: ModelSpec) -> ModelSpec:
-    if spec.name in _SPECS or spec.name in _ALIASES:
+    if spec.name in _BY_NAME or spec.name in _ALIASES:
         raise ValueError(f"model {spec.name!r} is registered twice")
-    _SPECS[spec.name] = spec
+    _BY_NAME[spec.name] = spec
     for alias in spec.aliases:
-        if alias in _SPECS or alias in _ALIASES:
+        if alias in _BY_NAME or alias in _ALIASES:
             raise ValueError(f"alias {alias!r} of {spec.name!r} is taken")
         _ALIASES[alias] = spec.name
     return spec
@@ -26,23 +26,23 @@ def register_model(spec: ModelSpec) -> ModelSpec:
 
 def list_models() -> List[str]:
     """Canonical names of every zoo model, best quality first (MiDaS README order)."""
-    return sorted(_SPECS, key=lambda n: (_SPECS[n].quality_rank, n))
+    return sorted(_BY_NAME, key=lambda n: (_BY_NAME[n].quality_rank, n))
 
 
 def resolve_name(name: str) -> str:
     if not isinstance(name, str):
         raise TypeError(f"model name must be a string, got {type(name).__name__}")
-    if name in _SPECS:
+    if name in _BY_NAME:
         return name
     if name in _ALIASES:
         return _ALIASES[name]
-    lowered = {k.lower(): v for k, v in {**{n: n for n in _SPECS}, **_ALIASES}.items()}
+    lowered = {k.lower(): v for k, v in {**{n: n for n in _BY_NAME}, **_ALIASES}.items()}
     if name.lower() in lowered:
         return lowered[name.lower()]
-    close = difflib.get_close_matches(name, list(_SPECS) + list(_ALIASES), n=3, cutoff=0.5)
+    close = difflib.get_close_matches(name, list(_BY_NAME) + list(_ALIASES), n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     raise ValueError(f"unknown model {name!r}.{hint} Known models: {', '.join(list_models())}")
 
 
 def get_model_spec(name: str) -> ModelSpec:
-    return _SPECS[resolve_name(name)]
+    return _BY_NAME[resolve_name(name)]

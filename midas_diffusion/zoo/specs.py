@@ -52,7 +52,7 @@ def _v21(size: int) -> PreprocessConfig:
 
 _BEIT_L = (256, 512, 1024, 1024)
 
-_SPECS = [
+_ZOO_IN_QUALITY_ORDER = [
     ModelSpec(
         name="dpt_beit_large_512",
         build=build_depth_model,
@@ -250,5 +250,5 @@ _SPECS = [
     ),
 ]
 
-for _rank, _spec in enumerate(_SPECS, start=1):
+for _rank, _spec in enumerate(_ZOO_IN_QUALITY_ORDER, start=1):
     register_model(replace(_spec, quality_rank=_rank))

@@ -51,7 +51,7 @@ def image_size(path: os.PathLike) -> Tuple[int, int]:
         raise LayoutError(f"cannot read image {path}: {exc}") from None
 
 
-def read_png16(path: os.PathLike, metres_per_unit: float, expected: str) -> np.ndarray:
+def read_png16_metres(path: os.PathLike, metres_per_unit: float, expected: str) -> np.ndarray:
     """A 16-bit single-channel PNG as float32 metres (``value * metres_per_unit``; 0 stays 0).
 
     ``expected`` describes the layout for the error raised on an 8-bit, color or non-PNG file."""
@@ -110,7 +110,7 @@ def read_depth_file(path: os.PathLike, metres_per_unit: Optional[float] = None) 
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".png":
-        depth = read_png16(path, 0.001 if metres_per_unit is None else metres_per_unit,
+        depth = read_png16_metres(path, 0.001 if metres_per_unit is None else metres_per_unit,
                            "a 16-bit PNG depth map (millimetres, or --depth-scale metres per unit)")
     elif suffix == ".npy":
         depth = np.load(path, allow_pickle=False)

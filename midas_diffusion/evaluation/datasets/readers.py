@@ -40,7 +40,7 @@ from .formats import (
     parse_tum_associations,
     read_depth_file,
     read_dpt,
-    read_png16,
+    read_png16_metres,
     read_raw_float32,
     read_rgb,
 )
@@ -90,11 +90,30 @@ class DepthDataset:
     def _refuse(self, detail: str) -> LayoutError:
         return LayoutError(f"{self.name}: {detail}; expected {self.layout}")
 
-    def _check_pair(self, ref: SampleRef, image: np.ndarray, depth: np.ndarray) -> Sample:
+    def _found(self, refs: List[SampleRef], nothing: str) -> List[SampleRef]:
+        """``refs``, or the layout error ``nothing`` (what was not found) when there are none."""
+        if not refs:
+            raise self._refuse(nothing)
+        return refs
+
+    def _with_image(self, ref: SampleRef, depth: np.ndarray) -> Sample:
+        """The sample of ``ref``'s image and ``depth``, which must have the image's size."""
+        image = read_rgb(ref.image)
         if image.shape[:2] != depth.shape:
             raise self._refuse(f"{ref.image} is {image.shape[1]}x{image.shape[0]} but its depth {ref.target or ''} "
                                f"is {depth.shape[1]}x{depth.shape[0]}")
         return Sample(ref.id, image, depth)
+
+
+class Png16DepthDataset(DepthDataset):
+    """A dataset whose depth maps are 16-bit PNGs in steps of ``metres_per_unit`` (0 = no measurement);
+    ``depth_file`` describes them for the error on another kind of file."""
+
+    metres_per_unit = 1.0
+    depth_file = ""
+
+    def load(self, ref: SampleRef) -> Sample:
+        return self._with_image(ref, read_png16_metres(ref.target, self.metres_per_unit, self.depth_file))
 
 
 def _relative_id(path: Path, root: Path) -> str:
@@ -178,16 +197,14 @@ class NYUExported(DepthDataset):
             if target is None:
                 raise self._refuse(f"{image} has neither {candidates[0].name} nor {candidates[1].name} beside it")
             refs.append(SampleRef(id=_relative_id(image, self.root), image=image, target=target))
-        if not refs:
-            raise self._refuse(f"no rgb_*.jpg/png files under {self.root}")
-        return refs
+        return self._found(refs, f"no rgb_*.jpg/png files under {self.root}")
 
     def load(self, ref: SampleRef) -> Sample:
         if ref.target.suffix == ".png":
-            depth = read_png16(ref.target, 0.001, "a 16-bit PNG in millimetres (NYU sync_depth_*.png)")
+            depth = read_png16_metres(ref.target, 0.001, "a 16-bit PNG in millimetres (NYU sync_depth_*.png)")
         else:
             depth = read_depth_file(ref.target, 1.0)
-        return self._check_pair(ref, read_rgb(ref.image), depth)
+        return self._with_image(ref, depth)
 
 
 def open_nyu(root: os.PathLike) -> DepthDataset:
@@ -200,8 +217,10 @@ def open_nyu(root: os.PathLike) -> DepthDataset:
 
 
 # ------------------------------------------------------------------------------------------ KITTI
-class KITTI(DepthDataset):
+class KITTI(Png16DepthDataset):
     name = "kitti"
+    metres_per_unit = 1 / 256
+    depth_file = "a KITTI 16-bit PNG depth map (metres x 256, 0 = no measurement)"
     layout = ("KITTI with 16-bit PNG depth (metres x 256, 0 = none): eigen_test_files_with_gt.txt lines "
               "'IMAGE DEPTH [FOCAL]' relative to the root, or image/*_image_*.png + "
               "groundtruth_depth/*_groundtruth_depth_*.png (the depth-selection layout)")
@@ -230,9 +249,7 @@ class KITTI(DepthDataset):
                 if not p.is_file():
                     raise self._refuse(f"{listing}:{number} names {p}, which does not exist")
             refs.append(SampleRef(id=parts[0], image=image, target=target))
-        if not refs:
-            raise self._refuse(f"{listing} lists no image with ground truth")
-        return refs
+        return self._found(refs, f"{listing} lists no image with ground truth")
 
     def _from_selection(self) -> List[SampleRef]:
         refs = []
@@ -243,13 +260,8 @@ class KITTI(DepthDataset):
             if not target.is_file():
                 raise self._refuse(f"{image.name} has no {target.name} in groundtruth_depth/")
             refs.append(SampleRef(id=image.name, image=image, target=target))
-        if not refs:
-            raise self._refuse(f"no .png images in {self.root / 'image'}")
-        return refs
+        return self._found(refs, f"no .png images in {self.root / 'image'}")
 
-    def load(self, ref: SampleRef) -> Sample:
-        depth = read_png16(ref.target, 1 / 256, "a KITTI 16-bit PNG depth map (metres x 256, 0 = no measurement)")
-        return self._check_pair(ref, read_rgb(ref.image), depth)
 
 
 # ------------------------------------------------------------------------------------------ ETH3D
@@ -273,14 +285,12 @@ class ETH3D(DepthDataset):
                 if not target.is_file():
                     raise self._refuse(f"{image} has no ground truth {target}")
                 refs.append(SampleRef(id=_relative_id(image, self.root), image=image, target=target))
-        if not refs:
-            raise self._refuse(f"no SCENE/images/dslr_images/* under {self.root}")
-        return refs
+        return self._found(refs, f"no SCENE/images/dslr_images/* under {self.root}")
 
     def load(self, ref: SampleRef) -> Sample:
         height, width = image_size(ref.image)
         depth = read_raw_float32(ref.target, height, width)
-        return self._check_pair(ref, read_rgb(ref.image), depth)
+        return self._with_image(ref, depth)
 
 
 # ----------------------------------------------------------------------------------------- Sintel
@@ -305,19 +315,19 @@ class Sintel(DepthDataset):
             if not target.is_file():
                 raise self._refuse(f"{image} has no depth {target}")
             refs.append(SampleRef(id=image.relative_to(images).as_posix(), image=image, target=target))
-        if not refs:
-            raise self._refuse(f"no frames in {images}")
-        return refs
+        return self._found(refs, f"no frames in {images}")
 
     def load(self, ref: SampleRef) -> Sample:
         depth = read_dpt(ref.target)
         depth = np.where(np.isfinite(depth) & (depth > 0), depth, 0).astype(np.float32)
-        return self._check_pair(ref, read_rgb(ref.image), depth)
+        return self._with_image(ref, depth)
 
 
 # -------------------------------------------------------------------------------------------- TUM
-class TUM(DepthDataset):
+class TUM(Png16DepthDataset):
     name = "tum"
+    metres_per_unit = 1 / 5000
+    depth_file = "a TUM 16-bit PNG depth map (metres x 5000, 0 = no measurement)"
     layout = ("TUM RGB-D sequences: rgb/, depth/ (16-bit PNG, metres x 5000) and associations.txt "
               "('time rgb/NAME.png time depth/NAME.png' lines, from associate.py)")
     NAMES = ("associations.txt", "associate.txt", "assoc.txt")
@@ -339,13 +349,8 @@ class TUM(DepthDataset):
                         raise self._refuse(f"{listing} names {p}, which does not exist")
                 refs.append(SampleRef(id=_relative_id(image, self.root) if seq != self.root else rgb,
                                       image=image, target=target))
-        if not refs:
-            raise self._refuse(f"no sequence folder with rgb/ and depth/ in {self.root}")
-        return refs
+        return self._found(refs, f"no sequence folder with rgb/ and depth/ in {self.root}")
 
-    def load(self, ref: SampleRef) -> Sample:
-        depth = read_png16(ref.target, 1 / 5000, "a TUM 16-bit PNG depth map (metres x 5000, 0 = no measurement)")
-        return self._check_pair(ref, read_rgb(ref.image), depth)
 
 
 # -------------------------------------------------------------------------------------------- DIW
@@ -424,9 +429,7 @@ class Folder(DepthDataset):
             if key not in by_stem:
                 raise self._refuse(f"{image} has no depth/{key}{{.png,.npy,.pfm,.exr}}")
             refs.append(SampleRef(id=image.relative_to(images).as_posix(), image=image, target=by_stem[key]))
-        if not refs:
-            raise self._refuse(f"no images in {images}")
-        return refs
+        return self._found(refs, f"no images in {images}")
 
     def load(self, ref: SampleRef) -> Sample:
-        return self._check_pair(ref, read_rgb(ref.image), read_depth_file(ref.target, self.depth_scale))
+        return self._with_image(ref, read_depth_file(ref.target, self.depth_scale))
