@@ -50,8 +50,8 @@ def pipeline(
     method, and returns ``MidasPipelineOutput(images, disparity, settings)``. ``settings`` holds
     the seed (drawn at random when not given) and the other arguments, so that
     ``pipeline(image, **out.settings)`` reproduces the result; ``settings["depth_model"]`` names the
-    zoo model that made the depth, ``control_model`` is the argument as given (None: the base's own,
-    else the method's default). A ``background_mask`` is not recorded.
+    depth model that ran (its zoo name, or the checkpoint / folder it was loaded from),
+    ``control_model`` is the argument as given (None: the base's own, else the method's default). A ``background_mask`` is not recorded.
     ``cancel``: a ``midas_diffusion.pipelines.cancel.CancelToken``; ``token.cancel()`` from another
     thread stops the run at the next denoising step with ``Cancelled`` (no output).
     Keyword arguments go to the pipeline (``num_inference_steps``, ``guidance_scale``,

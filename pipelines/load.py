@@ -139,9 +139,12 @@ def _load_pipeline(spec: MethodSpec, base: str, depth_model, control_model, dtyp
         cast(pipe.depth_estimator, torch.float32)  # depth runs in fp32 unless the caller changes it
     if device is not None:
         pipe.to(device)
-    # what run_settings records of the load (the depth model is read off the component itself)
+    # what run_settings records of the load; the depth model is read off the component, unless a
+    # checkpoint file or saved folder names it better (its zoo name would load the release weights)
     pipe.loaded_with = dict(base=base, single_file_config=single_file_config,
                             control_model=str(control_model) if isinstance(control_model, (str, os.PathLike)) else None)
+    if isinstance(depth_model, (str, os.PathLike)) and os.path.exists(depth_model):
+        pipe.loaded_with["depth_model"] = str(depth_model)
     return pipe
 
 

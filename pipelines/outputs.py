@@ -30,17 +30,19 @@ def run_settings(pipe: Any, arguments: Dict[str, Any], depth_settings: DepthSett
     """The settings of one run of ``pipe``: the one place they are put together.
 
     ``method`` (the pipeline's ``method_name``), the call's ``arguments`` (prompt, seed, steps, ...),
-    the depth settings, the scheduler that ran, ``depth_model``: the name of the zoo model of the
-    pipeline's depth component (None without one), and, for a pipeline from ``load_pipeline``, what it
+    the depth settings, the scheduler that ran, ``depth_model``: the depth model that ran (the zoo
+    name of the pipeline's depth component, or the checkpoint file / saved folder ``load_pipeline``
+    loaded it from; None without a component), and, for a pipeline from ``load_pipeline``, what it
     was loaded from (``base``, ``single_file_config``, ``control_model``: None for the base's own).
     ``pipeline(image, **settings)`` runs the same again.
     """
     depth_estimator = getattr(pipe, "depth_estimator", None)
-    return dict(
+    settings = dict(
         method=pipe.method_name,
         **arguments,
         **depth_settings.__dict__,
         scheduler=type(pipe.scheduler).__name__,
         depth_model=None if depth_estimator is None else depth_estimator.model_name,
-        **getattr(pipe, "loaded_with", {}),
     )
+    settings.update(getattr(pipe, "loaded_with", {}))
+    return settings

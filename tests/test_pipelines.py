@@ -545,3 +545,20 @@ def test_cancel_before_the_run_and_beside_a_callback(controlnet, tmp_path):
              callback_on_step_end=lambda p, i, t, kw: (token.cancel(), token.callback(p, i, t, kw))[1])
     with pytest.raises(TypeError, match="CancelToken"):
         pipe(PROMPT, image=_photo(), num_inference_steps=1, cancel=True)
+
+
+def test_settings_name_a_depth_model_loaded_from_a_folder(controlnet, tmp_path):
+    """A depth model from a saved folder is recorded by that folder (its zoo name would load other
+    weights), and the settings reproduce the run."""
+    _, cn, pipe = controlnet
+    pipe.save_pretrained(tmp_path / "base")
+    pipe.depth_estimator.estimator.save_pretrained(tmp_path / "depth")
+    clear_cache()
+    try:
+        out = pipeline(_photo(), PROMPT, method="controlnet", base=tmp_path / "base", depth_model=tmp_path / "depth",
+                       num_inference_steps=1, output_type="np")
+        assert out.settings["depth_model"] == str(tmp_path / "depth")
+        again = pipeline(_photo(), **out.settings, output_type="np")
+        np.testing.assert_array_equal(again.images, out.images)
+    finally:
+        clear_cache()
