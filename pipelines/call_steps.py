@@ -1,19 +1,22 @@
 """The steps every MiDaS pipeline's ``__call__`` takes around its diffusers parent, as plain functions.
 
-Each pipeline file calls them in order, top to bottom:
+The MiDaS keyword arguments (depth settings, background mask, ``rgbd``, ``seed``, ``cancel``) are
+defined once, in ``MidasArguments``. Each pipeline file then reads top to bottom:
 
 1. ``check_call`` (and ``check_no_strength`` for the methods that generate from noise) -- the
    arguments, before anything runs;
 2. ``prepare_depth`` -- the photo's disparity (estimated by the ``depth_estimator`` component,
    cached, or the user's ``depth_map``), the background mask, the working size (a multiple the VAE
-   and the control model accept) and the photo at that size; the ControlNet and adapter pipelines
-   take ``prepare_control`` instead, which adds steps 3 and 4 and the control image;
+   and the control model accept) and the photo at that size;
 3. ``generator_for`` / ``prompts_for_images`` -- the seed and one prompt per photo;
-4. ``step_end_arguments`` (``cancel.py``) -- the ``cancel=`` token checked at every step end, beside
+4. ``step_end_arguments`` (``cancel.py``) -- the ``cancel`` token checked at every step end, beside
    the caller's ``callback_on_step_end``;
 5. the diffusers parent's ``__call__``;
 6. ``midas_output`` -- the images back at the photo's size, the RGBD disparity, the typed output
    with the settings that reproduce the call (``outputs.run_settings``).
+
+depth2img calls them one by one; the ControlNet and adapter pipelines, whose control image is the
+disparity itself, take steps 1-4 in one ``prepare_control`` and step 6 in ``ControlCall.finish``.
 """
 
 from __future__ import annotations
@@ -33,6 +36,39 @@ from .disparity import apply_background, check_background, check_disparity, cont
 from .outputs import MidasPipelineOutput, run_settings
 
 RGBD_MODES = (None, "conditioning", "reestimate")
+
+
+@dataclass(frozen=True)
+class MidasArguments:
+    """The keyword arguments every MiDaS pipeline's ``__call__`` takes beside its diffusers parent's:
+    their one definition, defaults included.
+
+    ``processing_resolution``, ``percentile``, ``gamma``, ``invert``: how the disparity is made
+    (``DepthSettings``); ``background_mask`` (1 = subject, any size of the photo's aspect ratio)
+    with ``background_weight`` (0 flattens the background's depth, 0.5 halves it); ``rgbd``: None,
+    ``"conditioning"`` or ``"reestimate"`` (see ``MidasPipelineOutput.output_disparity``);
+    ``seed``: the seed of a CPU generator (a given ``generator`` wins); ``cancel``: a
+    ``CancelToken`` that stops the run at the next step (``Cancelled``, see ``cancel.py``).
+    """
+
+    processing_resolution: Optional[int] = None
+    percentile: Optional[Tuple[float, float]] = None
+    gamma: float = 1.0
+    invert: bool = False
+    background_mask: Any = None
+    background_weight: float = 0.0
+    rgbd: Optional[str] = None
+    seed: Optional[int] = None
+    cancel: Optional[CancelToken] = None
+
+    @classmethod
+    def take(cls, kwargs: Dict[str, Any]) -> "MidasArguments":
+        """Those given in ``kwargs``, removed from it (the rest is for the diffusers parent)."""
+        return cls(**{f.name: kwargs.pop(f.name) for f in fields(cls) if f.name in kwargs})
+
+    @property
+    def depth_settings(self) -> DepthSettings:
+        return DepthSettings(self.processing_resolution, self.percentile, self.gamma, self.invert)
 
 
 @dataclass
@@ -156,39 +192,6 @@ def prompts_for_images(prompt: Any, count: int, kwargs: Dict[str, Any]) -> Any:
         if isinstance(kwargs.get(name), str):
             kwargs[name] = [kwargs[name]] * count
     return [prompt] * count
-
-
-@dataclass(frozen=True)
-class MidasArguments:
-    """The keyword arguments every MiDaS pipeline's ``__call__`` takes beside its diffusers parent's:
-    their one definition, defaults included.
-
-    ``processing_resolution``, ``percentile``, ``gamma``, ``invert``: how the disparity is made
-    (``DepthSettings``); ``background_mask`` (1 = subject, any size of the photo's aspect ratio)
-    with ``background_weight`` (0 flattens the background's depth, 0.5 halves it); ``rgbd``: None,
-    ``"conditioning"`` or ``"reestimate"`` (see ``MidasPipelineOutput.output_disparity``);
-    ``seed``: the seed of a CPU generator (a given ``generator`` wins); ``cancel``: a
-    ``CancelToken`` that stops the run at the next step (``Cancelled``, see ``cancel.py``).
-    """
-
-    processing_resolution: Optional[int] = None
-    percentile: Optional[Tuple[float, float]] = None
-    gamma: float = 1.0
-    invert: bool = False
-    background_mask: Any = None
-    background_weight: float = 0.0
-    rgbd: Optional[str] = None
-    seed: Optional[int] = None
-    cancel: Optional[CancelToken] = None
-
-    @classmethod
-    def take(cls, kwargs: Dict[str, Any]) -> "MidasArguments":
-        """Those given in ``kwargs``, removed from it (the rest is for the diffusers parent)."""
-        return cls(**{f.name: kwargs.pop(f.name) for f in fields(cls) if f.name in kwargs})
-
-    @property
-    def depth_settings(self) -> DepthSettings:
-        return DepthSettings(self.processing_resolution, self.percentile, self.gamma, self.invert)
 
 
 @dataclass
