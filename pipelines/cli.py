@@ -14,8 +14,8 @@ def add_parsers(sub) -> None:
     from midas_diffusion import DEFAULT_MODEL
     from midas_diffusion.cli.args import parse_export_formats, parse_percentile
 
-    from .schedulers import SCHEDULERS
     from .methods import DEFAULT_METHOD, METHODS
+    from .schedulers import SCHEDULERS
 
     p = sub.add_parser("stylize", help="restyle a photo with a prompt, keeping its depth")
     p.add_argument("image")
@@ -78,7 +78,7 @@ def device_and_dtype(device: str, dtype: str):
     """``auto`` device: cuda, else mps, else cpu; ``auto`` dtype: float16 on cuda, float32 elsewhere."""
     import torch
 
-    from .devices import mps_available
+    from midas_diffusion.inference.devices import mps_available
 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "mps" if mps_available() else "cpu"

@@ -16,12 +16,12 @@ import torch
 from midas_diffusion import DEFAULT_MODEL as DEFAULT_DEPTH_MODEL
 from midas_diffusion import DepthEstimator
 from midas_diffusion.inference.cache import ModelCache, default_cache, load_depth_model
+from midas_diffusion.inference.devices import resolve_device
 
 from .bases import check_base, folder_components, is_single_file, load_error, local_only, own_depth_model
 from .compat import dtype_kwargs
 from .components import MidasDepthEstimator
 from .control_models import ControlModelArg, cast, load_control_model
-from .devices import check_device
 from .memory import configure_memory
 from .methods import DEFAULT_METHOD, MethodSpec, get_method
 from .model_cache import CacheArg, pipeline_key, resolve_cache
@@ -83,12 +83,13 @@ def load_pipeline(
     process-wide ``ModelCache``; ``None`` loads a fresh pipeline and keeps nothing).
     ``control_model``: the ControlNet / adapter (id, folder or loaded model); default: the base
     folder's own, else the method's default.
+    ``device``: a device name (``"auto"``: CUDA, else MPS, else the CPU), checked before anything loads.
     ``cpu_offload`` / ``attention_slicing`` / ``vae_tiling``: diffusers' memory savers, applied once
     at load (they are part of the cache key); with ``cpu_offload`` the pipeline is not moved to
     ``device`` (offload moves each model to the GPU when it runs).
     """
     spec = get_method(method)
-    check_device(device)
+    device = None if device is None else resolve_device(device)  # a ValueError before anything loads
     base = os.path.expanduser(str(base)) if base is not None else spec.default_base
     if single_file_config is not None:
         single_file_config = os.path.expanduser(str(single_file_config))

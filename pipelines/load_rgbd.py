@@ -7,9 +7,10 @@ from typing import Optional, Union
 
 import torch
 
+from midas_diffusion.inference.devices import resolve_device
+
 from .bases import check_base, load_error, local_only
 from .compat import dtype_kwargs
-from .devices import check_device
 from .model_cache import CacheArg, resolve_cache
 from .pipeline_midas_ldm3d import MidasLDM3DPipeline
 
@@ -23,7 +24,7 @@ def load_rgbd_pipeline(base: Optional[Union[str, os.PathLike]] = None, *, dtype:
     ``Intel/ldm3d-pano`` or a local folder), cached like ``load_pipeline``."""
     base = os.path.expanduser(str(base or DEFAULT_RGBD_BASE))
     offline = local_only(local_files_only)
-    check_device(device)
+    device = None if device is None else resolve_device(device)  # a ValueError before anything loads
     check_base(base, offline)
     cache = resolve_cache(cache)
     if cache is None:
