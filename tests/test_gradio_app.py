@@ -318,6 +318,73 @@ def test_api_progress_by_step_and_cancel(served):
     assert served[0].service.wait_idle(timeout=300)
 
 
+def _observe_runs(service, monkeypatch, hold=None):
+    """Record each stylization's start, denoising steps and end in a list; ``hold(run, token)`` (optional)
+    is called at each step of a run, in its worker thread, before the step's progress is shown."""
+    real, log = service.stylize, []
+
+    def observed(*args, progress=None, cancel=None, **kwargs):
+        run = args[11]  # the prompt names the run
+
+        def step(fraction, desc=""):
+            log.append((run, desc))
+            if hold is not None:
+                hold(run, cancel)
+            if progress is not None:
+                progress(fraction, desc=desc)
+
+        log.append((run, "start"))
+        try:
+            out = real(*args, progress=step, cancel=cancel, **kwargs)
+        except BaseException as exc:
+            log.append((run, type(exc).__name__))
+            raise
+        log.append((run, "done"))
+        return out
+
+    monkeypatch.setattr(service, "stylize", observed)
+    return log
+
+
+def test_a_cancelled_api_call_stops_at_the_next_step_and_the_queued_one_runs_next(served, monkeypatch):
+    """Cancel ends the worker's denoising loop one step after it arrives; nothing of the cancelled run is
+    written, and the request queued behind it runs next (concurrency 1), to the end."""
+    app, url, root = served
+    reached, cancelled = threading.Event(), threading.Event()
+
+    def hold(run, token):
+        if run == "long":  # keep the long run in its first step until the cancel reached its token
+            if not token.cancelled:
+                reached.set()
+                real_cancel = token.cancel
+                token.cancel = lambda: (real_cancel(), cancelled.set())
+                assert cancelled.wait(120)
+
+    log = _observe_runs(app.service, monkeypatch, hold)
+    before = set(os.listdir(app.service.output_dir))
+    client = _client(url)
+    long_args, short_args = list(_stylize_args(root, export="")), list(_stylize_args(root, export=""))
+    long_args[11], long_args[13], short_args[11] = "long", 150, "short"
+    long_job = client.submit(*long_args, api_name="/stylize")
+    assert reached.wait(120)
+    short_job = _client(url).submit(*short_args, api_name="/stylize")
+    for _ in range(2400):  # until the short request waits in the queue behind the long one
+        if short_job.status().code.name == "IN_QUEUE":
+            break
+        threading.Event().wait(0.05)
+    assert short_job.status().code.name == "IN_QUEUE"
+    long_job.cancel()
+    result = short_job.result()
+    assert log == [("long", "start"), ("long", "denoising step 1/150"), ("long", "Cancelled"),
+                   ("short", "start"), ("short", "denoising step 1/2"), ("short", "denoising step 2/2"),
+                   ("short", "done")]
+    assert long_job.status().code.name == "CANCELLED"
+    written = set(os.listdir(app.service.output_dir)) - before
+    stem = Path(result[1]).stem
+    assert f"{stem}.png" in written and all(f.startswith(stem) for f in written)  # nothing of the cancelled run
+    assert app.service.wait_idle(timeout=300)
+
+
 def test_browser_cancel_stops_the_run_and_the_app_keeps_serving(served, page):
     _, _, root = served
     _upload(page, root / "room.png")  # larger than photo.png: 150 steps outlast a slow browser's click
