@@ -215,11 +215,9 @@ def test_explicit_loading_arguments_win_over_a_folders_stored_ones(tmp_path):
     for mine, theirs in zip(reweighted.model.state_dict().values(), other.model.state_dict().values()):
         assert torch.equal(mine, theirs)
     assert reweighted.max_pixels == 5000  # the rest still from the folder
-    assert md.DepthEstimator.from_pretrained(folder, model="midas_v21_small_256", reduced=True).reduced
+    assert md.DepthEstimator.from_pretrained(folder, model="midas_v21_small_256", reduced=False).reduced  # stored
     with pytest.raises(ValueError, match="holds midas_v21_small_256, not model='dpt_levit_224'"):
         md.DepthEstimator.from_pretrained(folder, model="dpt_levit_224")
-    with pytest.raises(ValueError, match="holds a reduced model, not reduced=False"):
-        md.DepthEstimator.from_pretrained(folder, reduced=False)
     assert md.DepthEstimator.from_pretrained("midas_v21_small_256", reduced=True).max_pixels == DEFAULT_MAX_PIXELS
 
 

@@ -107,7 +107,7 @@ class DepthEstimator:
         resolution: Optional[int] = None,
         square: Optional[bool] = None,
         max_pixels: Optional[int] = _STORED,
-        reduced: Optional[bool] = None,
+        reduced: bool = False,
         progress: bool = True,
         dtype: Union[str, torch.dtype, None] = "auto",
     ) -> "DepthEstimator":
@@ -119,8 +119,9 @@ class DepthEstimator:
           from the checkpoint's keys;
         * a folder written by ``save_pretrained``: its stored model, weights and settings, except where
           an argument is given (explicit arguments win: ``resolution``, ``square``, ``max_pixels``,
-          ``checkpoint`` for other weights of the same model; a ``model`` or ``reduced`` that contradicts
-          the folder is an error). ``weights_dir``, ``allow_download`` and ``progress`` do not apply.
+          ``checkpoint`` for other weights of the same model; a ``model`` that contradicts the folder is
+          an error). ``weights_dir``, ``allow_download``, ``progress`` and ``reduced`` do not apply (the
+          folder's stored architecture is the one its weights fit).
 
         ``max_pixels``: the input size limit (``None``: none); default ``DEFAULT_MAX_PIXELS``, or a
         folder's stored value.
@@ -133,10 +134,9 @@ class DepthEstimator:
         path = Path(name_or_path) if not isinstance(name_or_path, str) or os.path.exists(name_or_path) else None
         if path is not None and path.is_dir():
             return cls._from_folder(path, checkpoint=checkpoint, model=model, resolution=resolution, square=square,
-                                    max_pixels=max_pixels, reduced=reduced).to(dtype=dtype)
+                                    max_pixels=max_pixels).to(dtype=dtype)
         if max_pixels is _STORED:
             max_pixels = DEFAULT_MAX_PIXELS
-        reduced = bool(reduced)
         from ..loading.checkpoints import read_key_shapes
         from ..loading.factory import create_model, load_model
 
@@ -162,8 +162,7 @@ class DepthEstimator:
 
     @classmethod
     def _from_folder(cls, folder: Path, *, checkpoint: Optional[CheckpointLike], model: Optional[str],
-                     resolution: Optional[int], square: Optional[bool], max_pixels: Any,
-                     reduced: Optional[bool]) -> "DepthEstimator":
+                     resolution: Optional[int], square: Optional[bool], max_pixels: Any) -> "DepthEstimator":
         """A ``save_pretrained`` folder; the arguments given win over what the folder stores."""
         config_path = folder / CONFIG_NAME
         if not config_path.is_file():
@@ -173,9 +172,6 @@ class DepthEstimator:
         if model is not None and resolve_name(model) != spec.name:
             raise ValueError(f"{folder} holds {spec.name}, not model={model!r}; leave model unset for a folder")
         stored_reduced = bool(config.get("reduced", False))
-        if reduced is not None and bool(reduced) != stored_reduced:
-            raise ValueError(f"{folder} holds a {'reduced' if stored_reduced else 'full-size'} model, "
-                             f"not reduced={reduced!r}; leave reduced unset for a folder")
         from ..loading.factory import load_model
 
         net = load_model(spec, folder / WEIGHTS_NAME if checkpoint is None else checkpoint, reduced=stored_reduced)
