@@ -488,3 +488,50 @@ def test_the_apps_pixel_limit_reaches_its_depth_models(tmp_path):
                    lambda path, **kw: original(path, model="midas_v21_small_256", **{**kw, "reduced": True}))
         est = service.depth_model("tiny")
     assert est.max_pixels == MAX_PIXELS
+
+
+def _joined(job):
+    """Wait until the server has the request (queued or running), so submissions keep their order."""
+    for _ in range(2400):
+        if job.status().code.name not in ("STARTING", "JOINING_QUEUE"):
+            return
+        threading.Event().wait(0.05)
+
+
+@pytest.mark.parametrize("concurrency", [1, 2])
+def test_four_clients_at_once_each_get_their_own_result_in_queue_order(served, monkeypatch, concurrency):
+    """Four users, each with a photo, mask and settings of their own: each gets what they would get alone,
+    the requests start in the order they were queued, and the app's model cache stays within its limits."""
+    app, _, root = served
+    rng = np.random.default_rng(concurrency)
+    users = []
+    for i in range(4):
+        Image.fromarray((rng.random((48, 80, 3)) * 255).astype(np.uint8)).save(root / f"user{i}.png")
+        mask = np.zeros((48, 80), np.uint8)
+        mask[:, 20 * i:20 * i + 30] = 255
+        Image.fromarray(mask).save(root / f"mask{i}.png")
+        args = list(_stylize_args(root, prompt=f"user {i}", image=f"user{i}.png", seed=10 + i, export=""))
+        args[7], args[8], args[13] = 0.2 * i, gradio_client.handle_file(str(root / f"mask{i}.png")), 1 + i % 2
+        users.append(args)
+    config = AppConfig(**{**app.service.config.__dict__, "concurrency_limit": concurrency})
+    other = build_app(config)
+    port = _free_port()
+    other.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        alone = [np.asarray(Image.open(_client(url).predict(*args, api_name="/stylize")[1])) for args in users]
+        log = _observe_runs(other.service, monkeypatch)
+        jobs = []
+        for args in users:
+            jobs.append(_client(url).submit(*args, api_name="/stylize"))
+            _joined(jobs[-1])
+        together = [np.asarray(Image.open(job.result()[1])) for job in jobs]
+        for mine, single in zip(together, alone):
+            np.testing.assert_array_equal(mine, single)
+        assert len({a.tobytes() for a in alone}) == 4  # four different inputs, four different results
+        assert [run for run, what in log if what == "start"] == [f"user {i}" for i in range(4)]
+        counts = other.service.cache.counts()
+        assert counts["pipeline"] <= 1 and counts["depth"] <= 2
+        assert other.service.wait_idle(timeout=300)
+    finally:
+        other.close()
