@@ -520,7 +520,15 @@ def test_four_clients_at_once_each_get_their_own_result_in_queue_order(served, m
     try:
         url = f"http://127.0.0.1:{port}/"
         alone = [np.asarray(Image.open(_client(url).predict(*args, api_name="/stylize")[1])) for args in users]
-        log = _observe_runs(other.service, monkeypatch)
+        second_running = threading.Event()
+
+        def hold(run, token):  # with two workers, user 0's first step waits until user 1 runs beside it
+            if run == "user 1":
+                second_running.set()
+            elif run == "user 0" and concurrency == 2:
+                assert second_running.wait(120)
+
+        log = _observe_runs(other.service, monkeypatch, hold)
         jobs = []
         for args in users:
             jobs.append(_client(url).submit(*args, api_name="/stylize"))
