@@ -12,8 +12,10 @@ normalized per image, so differences are fractions of its range; the table gives
 absolute difference over all pixels of all inputs, and its 99th percentile. A model whose error is
 visible by ``precision.bf16_error_is_visible`` (mean above 1% of the range, 1 pixel in 100 off by
 more than 5%, or any pixel by more than 10%) belongs in ``precision.BF16_INACCURATE``: ``dtype="auto"`` keeps it in float32. Paste
-the printed ``CPU_BF16_ERROR`` entries into ``precision.py``. The speed-up is the median
-forward time at batch 1 on the fixture input, float32 over bf16.
+the printed ``CPU_BF16_ERROR`` entries into ``precision.py``. The speed-up is the forward time at
+batch 1 on the fixture input, float32 over bf16, of each of ``--iters`` timed runs (run i of float32
+over run i of bf16): the table gives their median and, for two runs or more, their min-max in brackets
+(``python bench/bf16_accuracy.py --iters 7`` for a spread worth quoting).
 """
 
 from __future__ import annotations
@@ -34,7 +36,9 @@ import midas_diffusion as md  # noqa: E402
 from midas_diffusion.loading.checkpoints import load_into  # noqa: E402
 from photos import synthetic_photo  # noqa: E402
 from reference import fixture, official_checkpoint  # noqa: E402
-from throughput import median_seconds  # noqa: E402
+import statistics  # noqa: E402
+
+from throughput import timed_seconds  # noqa: E402
 
 
 def _minmax(y: torch.Tensor) -> torch.Tensor:
@@ -60,7 +64,7 @@ def measure(name: str, photos, iters: int, official: bool) -> dict:
         with torch.inference_mode():
             fixture_out = est.predict_network(x)
         photo_outs = [est(p).disparity for p in photos]
-        seconds[dtype] = median_seconds(est.predict_network, x[:1], iters, 1, torch.device("cpu")) if iters else float("nan")
+        seconds[dtype] = timed_seconds(est.predict_network, x[:1], iters, 1, torch.device("cpu"))
         if dtype == torch.float32:
             fp32 = (fixture_out, photo_outs)
         else:
@@ -78,8 +82,16 @@ def measure(name: str, photos, iters: int, official: bool) -> dict:
         "mean": all_diffs.mean().item(),
         "fixture_max": fixture_max,
         "photo_max": photo_max,
-        "speedup": seconds[torch.float32] / seconds[torch.bfloat16],
+        "speedups": [a / b for a, b in zip(seconds[torch.float32], seconds[torch.bfloat16])],
     }
+
+
+def _speedup(ratios) -> str:
+    """``1.40x`` for one run, ``1.40x (1.25-1.53)`` (median, min-max) for more, ``-`` for none."""
+    if not ratios:
+        return "-"
+    text = f"{statistics.median(ratios):.2f}x"
+    return text if len(ratios) == 1 else f"{text} ({min(ratios):.2f}-{max(ratios):.2f})"
 
 
 def main(argv=None) -> int:
@@ -87,7 +99,7 @@ def main(argv=None) -> int:
     parser.add_argument("--models", default=",".join(md.list_models()))
     parser.add_argument("--photos", nargs="*", default=[], help="extra photo files (your own)")
     parser.add_argument("--synthetic", type=int, default=3, help="synthetic photos (480x640, seeds 0..N-1)")
-    parser.add_argument("--iters", type=int, default=2, help="timed forward passes per dtype (0: no timing)")
+    parser.add_argument("--iters", type=int, default=2, help="timed forward passes per dtype (0: no timing; 7 for a spread)")
     parser.add_argument("--official", action="store_true",
                         help="the released weights from the weights folder (MIDAS_DIFFUSION_WEIGHTS) instead of the recipe")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
@@ -100,7 +112,7 @@ def main(argv=None) -> int:
     photos += [load_image_file(p) for p in args.photos]
     print(f"# bf16 vs float32 on the CPU (native bf16: {cpu_has_native_bf16()}, {args.threads} threads, torch {torch.__version__});"
           f" {'official' if args.official else 'recipe'} weights; inputs: the fixture + {len(photos)} photos; |diff| of min-max normalized disparity")
-    print("| model | max abs diff | p99 abs diff | mean abs diff | fixture max | photos max | bf16 speed-up b1 | auto |")
+    print("| model | max abs diff | p99 abs diff | mean abs diff | fixture max | photos max | bf16 speed-up b1, median (min-max) | auto |")
     print("|---|---|---|---|---|---|---|---|")
     refused, entries = [], []
     for name in args.models.split(","):
@@ -111,7 +123,7 @@ def main(argv=None) -> int:
         if auto == "fp32":
             refused.append(name)
         print(f"| {name} | {r['max']:.2e} | {r['p99']:.2e} | {r['mean']:.2e} | {r['fixture_max']:.2e} | {r['photo_max']:.2e} "
-              f"| {'-' if r['speedup'] != r['speedup'] else format(r['speedup'], '.2f') + 'x'} | {auto} |", flush=True)
+              f"| {_speedup(r['speedups'])} | {auto} |", flush=True)
     print(f"# refused (BF16_INACCURATE): {sorted(refused)}")
     print("CPU_BF16_ERROR = {\n" + "\n".join(entries) + "\n}")
     return 0

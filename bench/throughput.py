@@ -40,7 +40,8 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
-def median_seconds(fn, x, iters, warmup, device) -> float:
+def timed_seconds(fn, x, iters, warmup, device) -> list:
+    """The seconds of each of ``iters`` calls ``fn(x)``, after ``warmup`` untimed ones."""
     with torch.inference_mode():
         for _ in range(warmup):
             fn(x)
@@ -51,7 +52,11 @@ def median_seconds(fn, x, iters, warmup, device) -> float:
             fn(x)
             sync(device)
             times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return times
+
+
+def median_seconds(fn, x, iters, warmup, device) -> float:
+    return statistics.median(timed_seconds(fn, x, iters, warmup, device))
 
 
 def matmul_gflops(device, dtype, n: int, iters: int = 5) -> float:

@@ -122,6 +122,16 @@ def _load_mask(path):
 
 
 def run_stylize(args) -> int:
+    """``midas-diffusion stylize``; Ctrl-C stops it with a short message and exit code 130. Every file is
+    written whole or not at all (``atomic_path``), so a stop leaves no partial file."""
+    try:
+        return _stylize(args)
+    except KeyboardInterrupt:
+        print("cancelled (Ctrl-C): stopped; no partial file was written", file=sys.stderr)
+        return 130
+
+
+def _stylize(args) -> int:
     import torch
 
     from midas_diffusion.io.writers import atomic_path, write_png16

@@ -2,18 +2,22 @@
 custom-nodes folder of the test's own). Not part of the node pack.
 
 * ``MidasTestProbe`` reports, as UI output in ``/history``, what reached it (the depth model's
-  identity and network passes, tensor shapes) and what is held in memory: the node pack's live
+  serial number, network passes, tensor shapes) and what is held in memory: the node pack's live
   models (``comfyui.model_cache()``), which depth models seen by earlier probes are still alive,
-  and how many of the node pack's models ComfyUI's model management holds.
+  and how many of the node pack's models ComfyUI's model management holds. The serial number
+  counts the distinct depth model objects probes have seen (1, 2, ...); unlike ``id()``, it is
+  never given again to a new object after the old one is freed.
 * ``MidasTestCancelAt`` passes an image through and presses Cancel (ComfyUI's
   ``interrupt_current_processing``) once a later node's progress bar reaches ``steps``: the
   progress hook it installs goes through ComfyUI's public ``set_progress_bar_global_hook``.
 """
 
+import itertools
 import math
 import weakref
 
-_SEEN = {}  # id -> weak reference of every depth model a probe saw (test bookkeeping, keeps nothing)
+_SEEN = weakref.WeakKeyDictionary()  # depth model -> its serial number (test bookkeeping, keeps nothing)
+_SERIALS = itertools.count(1)
 
 
 def _held_by_comfy():
@@ -50,11 +54,12 @@ class MidasTestProbe:
                 report[name] = {"shape": list(tensor.shape), "dtype": str(tensor.dtype),
                                 "min": float(tensor.min()), "max": float(tensor.max()), "mean": float(tensor.mean())}
         if depth_model is not None:
-            _SEEN[id(depth_model)] = weakref.ref(depth_model)
-            report["depth_model"] = {"class": type(depth_model).__name__, "id": id(depth_model),
+            if depth_model not in _SEEN:
+                _SEEN[depth_model] = next(_SERIALS)
+            report["depth_model"] = {"class": type(depth_model).__name__, "serial": _SEEN[depth_model],
                                      "model_name": depth_model.model_name, "device": str(depth_model.device),
                                      "forward_count": depth_model.forward_count}
-        report["alive_seen"] = [key for key, ref in _SEEN.items() if ref() is not None]
+        report["alive_seen"] = sorted(_SEEN.values())
         return {"ui": {"probe": [report]}}
 
 

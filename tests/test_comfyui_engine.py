@@ -125,14 +125,14 @@ def test_loader_reloads_when_the_weights_file_changes(server, tmp_path):
     first = server.run(depth_graph(folder, prefix="changed"))
     again = server.run(depth_graph(folder, prefix="changed"))
     assert "2" in again.messages("execution_cached")[0]["nodes"]  # ComfyUI kept the loader's output
-    assert probe(again)["depth_model"]["id"] == probe(first)["depth_model"]["id"]
+    assert probe(again)["depth_model"]["serial"] == probe(first)["depth_model"]["serial"]
     weights = Path(folder) / "model.safetensors"
     shutil.copy(Path(_write_model(tmp_path / "other", seed=1)) / "model.safetensors", weights)
     stat = weights.stat()
     os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     rewritten = server.run(depth_graph(folder, prefix="changed"))
     assert rewritten.status == "success" and "2" not in rewritten.messages("execution_cached")[0]["nodes"]
-    assert probe(rewritten)["depth_model"]["id"] != probe(first)["depth_model"]["id"]
+    assert probe(rewritten)["depth_model"]["serial"] != probe(first)["depth_model"]["serial"]
     assert probe(rewritten)["live"]["loads"] == probe(first)["live"]["loads"] + 1
     assert probe(rewritten)["mask"]["mean"] != probe(first)["mask"]["mean"]  # other weights, other depth
 
@@ -140,13 +140,15 @@ def test_loader_reloads_when_the_weights_file_changes(server, tmp_path):
 def test_free_releases_the_model_and_the_next_run_loads_again(server, tmp_path):
     folder = _write_model(tmp_path / "model")
     before = probe(server.run(depth_graph(folder, prefix="free")))
-    assert probe(server.run(depth_graph(folder, prefix="free")))["depth_model"]["id"] == before["depth_model"]["id"]
+    kept = probe(server.run(depth_graph(folder, prefix="free")))
+    assert kept["depth_model"]["serial"] == before["depth_model"]["serial"]
+    assert kept["live"]["loads"] == before["live"]["loads"]  # a cache hit: the loader did not run again
     server.free(unload_models=True, free_memory=True)
     server.run(depth_graph(folder, prefix="free"))  # the worker applies /free before or right after this one
     after = probe(server.run(depth_graph(folder, prefix="free")))
-    assert after["depth_model"]["id"] != before["depth_model"]["id"]
+    assert after["depth_model"]["serial"] != before["depth_model"]["serial"]
     assert after["live"]["loads"] == before["live"]["loads"] + 1
-    assert before["depth_model"]["id"] not in after["alive_seen"]  # freed: nothing of ours kept it
+    assert before["depth_model"]["serial"] not in after["alive_seen"]  # freed: nothing of ours kept it
     assert after["live"]["depth"] == 1 and after["held_by_comfy"] == 1
 
 

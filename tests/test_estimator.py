@@ -4,6 +4,7 @@ import torch
 from PIL import Image, ImageOps
 
 import midas_diffusion as md
+from midas_diffusion.io.images import DEFAULT_MAX_PIXELS
 
 
 
@@ -195,6 +196,29 @@ def test_save_and_load_roundtrip_and_dtype(estimators, tmp_path):
     again.to(dtype=torch.bfloat16)
     out = again(img)
     assert out.disparity.dtype == torch.float32 and torch.isfinite(out.disparity).all()
+
+
+def test_explicit_loading_arguments_win_over_a_folders_stored_ones(tmp_path):
+    """A saved folder keeps its settings unless the caller gives others: each argument given wins."""
+    est = md.DepthEstimator.from_pretrained("midas_v21_small_256", reduced=True, resolution=128, max_pixels=5000)
+    folder = est.save_pretrained(tmp_path / "saved")
+    stored = md.DepthEstimator.from_pretrained(folder)
+    assert stored.max_pixels == 5000 and stored.preprocess.net_size == (128, 128) and stored.reduced
+    assert stored.preprocess.keep_aspect_ratio
+    given = md.DepthEstimator.from_pretrained(folder, max_pixels=9000, resolution=192, square=True)
+    assert given.max_pixels == 9000 and given.preprocess.net_size == (192, 192)
+    assert not given.preprocess.keep_aspect_ratio
+    assert md.DepthEstimator.from_pretrained(folder, max_pixels=None).max_pixels is None  # None: no limit
+    other = md.DepthEstimator.from_pretrained("midas_v21_small_256", reduced=True)
+    torch.save(other.model.state_dict(), tmp_path / "other.pt")
+    reweighted = md.DepthEstimator.from_pretrained(folder, checkpoint=tmp_path / "other.pt")
+    for mine, theirs in zip(reweighted.model.state_dict().values(), other.model.state_dict().values()):
+        assert torch.equal(mine, theirs)
+    assert reweighted.max_pixels == 5000  # the rest still from the folder
+    assert md.DepthEstimator.from_pretrained(folder, model="midas_v21_small_256", reduced=False).reduced  # stored
+    with pytest.raises(ValueError, match="holds midas_v21_small_256, not model='dpt_levit_224'"):
+        md.DepthEstimator.from_pretrained(folder, model="dpt_levit_224")
+    assert md.DepthEstimator.from_pretrained("midas_v21_small_256", reduced=True).max_pixels == DEFAULT_MAX_PIXELS
 
 
 def test_checkpoint_file_identifies_its_model(tmp_path):

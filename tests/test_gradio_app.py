@@ -318,6 +318,73 @@ def test_api_progress_by_step_and_cancel(served):
     assert served[0].service.wait_idle(timeout=300)
 
 
+def _observe_runs(service, monkeypatch, hold=None):
+    """Record each stylization's start, denoising steps and end in a list; ``hold(run, token)`` (optional)
+    is called at each step of a run, in its worker thread, before the step's progress is shown."""
+    real, log = service.stylize, []
+
+    def observed(*args, progress=None, cancel=None, **kwargs):
+        run = args[11]  # the prompt names the run
+
+        def step(fraction, desc=""):
+            log.append((run, desc))
+            if hold is not None:
+                hold(run, cancel)
+            if progress is not None:
+                progress(fraction, desc=desc)
+
+        log.append((run, "start"))
+        try:
+            out = real(*args, progress=step, cancel=cancel, **kwargs)
+        except BaseException as exc:
+            log.append((run, type(exc).__name__))
+            raise
+        log.append((run, "done"))
+        return out
+
+    monkeypatch.setattr(service, "stylize", observed)
+    return log
+
+
+def test_a_cancelled_api_call_stops_at_the_next_step_and_the_queued_one_runs_next(served, monkeypatch):
+    """Cancel ends the worker's denoising loop one step after it arrives; nothing of the cancelled run is
+    written, and the request queued behind it runs next (concurrency 1), to the end."""
+    app, url, root = served
+    reached, cancelled = threading.Event(), threading.Event()
+
+    def hold(run, token):
+        if run == "long":  # keep the long run in its first step until the cancel reached its token
+            if not token.cancelled:
+                reached.set()
+                real_cancel = token.cancel
+                token.cancel = lambda: (real_cancel(), cancelled.set())
+                assert cancelled.wait(120)
+
+    log = _observe_runs(app.service, monkeypatch, hold)
+    before = set(os.listdir(app.service.output_dir))
+    client = _client(url)
+    long_args, short_args = list(_stylize_args(root, export="")), list(_stylize_args(root, export=""))
+    long_args[11], long_args[13], short_args[11] = "long", 150, "short"
+    long_job = client.submit(*long_args, api_name="/stylize")
+    assert reached.wait(120)
+    short_job = _client(url).submit(*short_args, api_name="/stylize")
+    for _ in range(2400):  # until the short request waits in the queue behind the long one
+        if short_job.status().code.name == "IN_QUEUE":
+            break
+        threading.Event().wait(0.05)
+    assert short_job.status().code.name == "IN_QUEUE"
+    long_job.cancel()
+    result = short_job.result()
+    assert log == [("long", "start"), ("long", "denoising step 1/150"), ("long", "Cancelled"),
+                   ("short", "start"), ("short", "denoising step 1/2"), ("short", "denoising step 2/2"),
+                   ("short", "done")]
+    assert long_job.status().code.name == "CANCELLED"
+    written = set(os.listdir(app.service.output_dir)) - before
+    stem = Path(result[1]).stem
+    assert f"{stem}.png" in written and all(f.startswith(stem) for f in written)  # nothing of the cancelled run
+    assert app.service.wait_idle(timeout=300)
+
+
 def test_browser_cancel_stops_the_run_and_the_app_keeps_serving(served, page):
     _, _, root = served
     _upload(page, root / "room.png")  # larger than photo.png: 150 steps outlast a slow browser's click
@@ -421,3 +488,58 @@ def test_the_apps_pixel_limit_reaches_its_depth_models(tmp_path):
                    lambda path, **kw: original(path, model="midas_v21_small_256", **{**kw, "reduced": True}))
         est = service.depth_model("tiny")
     assert est.max_pixels == MAX_PIXELS
+
+
+def _joined(job):
+    """Wait until the server has the request (queued or running), so submissions keep their order."""
+    for _ in range(2400):
+        if job.status().code.name not in ("STARTING", "JOINING_QUEUE"):
+            return
+        threading.Event().wait(0.05)
+
+
+@pytest.mark.parametrize("concurrency", [1, 2])
+def test_four_clients_at_once_each_get_their_own_result_in_queue_order(served, monkeypatch, concurrency):
+    """Four users, each with a photo, mask and settings of their own: each gets what they would get alone,
+    the requests start in the order they were queued, and the app's model cache stays within its limits."""
+    app, _, root = served
+    rng = np.random.default_rng(concurrency)
+    users = []
+    for i in range(4):
+        Image.fromarray((rng.random((48, 80, 3)) * 255).astype(np.uint8)).save(root / f"user{i}.png")
+        mask = np.zeros((48, 80), np.uint8)
+        mask[:, 20 * i:20 * i + 30] = 255
+        Image.fromarray(mask).save(root / f"mask{i}.png")
+        args = list(_stylize_args(root, prompt=f"user {i}", image=f"user{i}.png", seed=10 + i, export=""))
+        args[7], args[8], args[13] = 0.2 * i, gradio_client.handle_file(str(root / f"mask{i}.png")), 1 + i % 2
+        users.append(args)
+    config = AppConfig(**{**app.service.config.__dict__, "concurrency_limit": concurrency})
+    other = build_app(config)
+    port = _free_port()
+    other.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        alone = [np.asarray(Image.open(_client(url).predict(*args, api_name="/stylize")[1])) for args in users]
+        second_running = threading.Event()
+
+        def hold(run, token):  # with two workers, user 0's first step waits until user 1 runs beside it
+            if run == "user 1":
+                second_running.set()
+            elif run == "user 0" and concurrency == 2:
+                assert second_running.wait(120)
+
+        log = _observe_runs(other.service, monkeypatch, hold)
+        jobs = []
+        for args in users:
+            jobs.append(_client(url).submit(*args, api_name="/stylize"))
+            _joined(jobs[-1])
+        together = [np.asarray(Image.open(job.result()[1])) for job in jobs]
+        for mine, single in zip(together, alone):
+            np.testing.assert_array_equal(mine, single)
+        assert len({a.tobytes() for a in alone}) == 4  # four different inputs, four different results
+        assert [run for run, what in log if what == "start"] == [f"user {i}" for i in range(4)]
+        counts = other.service.cache.counts()
+        assert counts["pipeline"] <= 1 and counts["depth"] <= 2
+        assert other.service.wait_idle(timeout=300)
+    finally:
+        other.close()

@@ -48,6 +48,27 @@ def test_stylize_reports_bad_input(saved_base, capsys):
     assert not (saved_base / "r.png").exists()
 
 
+def test_ctrl_c_in_stylize_stops_cleanly_with_130_and_writes_nothing(saved_base, capsys, monkeypatch):
+    from diffusers import EulerDiscreteScheduler
+
+    real_step, steps = EulerDiscreteScheduler.step, []
+
+    def step(self, *args, **kwargs):
+        steps.append(1)
+        if len(steps) == 2:
+            raise KeyboardInterrupt  # Ctrl-C during the second denoising step
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(EulerDiscreteScheduler, "step", step)
+    out = saved_base / "result.png"
+    rc = main(["stylize", str(saved_base / "photo.png"), "a house", "-o", str(out), "--method", "controlnet",
+               "--base", str(saved_base / "base"), "--steps", "5", "--save-depth", "--scheduler", "euler"])
+    assert rc == 130 and len(steps) == 2
+    err = capsys.readouterr().err
+    assert "cancelled (Ctrl-C)" in err and "Traceback" not in err
+    assert sorted(p.name for p in saved_base.iterdir()) == ["base", "photo.png"]  # no result, depth or settings
+
+
 def test_stylize_exports_rgbd(saved_base):
     from plyfile import PlyData
 

@@ -72,7 +72,7 @@ class StylizeService:
         self.cache = cache if cache is not None else ModelCache()
         self._running = 0
         self._idle = threading.Condition()
-        self._cancelled: set = set()  # sessions whose Cancel button was pressed during a run
+        self._runs: Dict[str, Any] = {}  # session -> the CancelToken of its running stylization
         self.last_steps_done = 0  # denoising steps the latest run executed (fewer when cancelled)
         self.output_dir = Path(config.output_dir or tempfile.mkdtemp(prefix="midas-diffusion-ui-"))
         self.output_dir.mkdir(parents=True, exist_ok=True)
@@ -117,7 +117,9 @@ class StylizeService:
     # ---------------------------------------------------------------- runs
     def request_cancel(self, session: str) -> None:
         """Ask the session's running stylization to stop at its next denoising step."""
-        self._cancelled.add(session)
+        token = self._runs.get(session)
+        if token is not None:
+            token.cancel()
 
     def wait_idle(self, timeout: float = 600) -> bool:
         """Block until no stylization runs (gradio cancels the request, not a running thread)."""
@@ -190,23 +192,29 @@ class StylizeService:
 
     def stylize(self, image, model, resolution, low, high, gamma, invert, background_weight, mask, method, base,
                 prompt, negative_prompt, steps, guidance, strength, seed, export, progress=None, session="",
-                known_depths=""):
+                known_depths="", cancel=None):
+        """One stylization; ``cancel`` (a ``CancelToken``, default: a new one, which ``request_cancel(session)``
+        sets) stops it at the next denoising step with ``Cancelled``, before any file is written."""
+        from midas_diffusion.pipelines.cancel import CancelToken
+
+        token = cancel if cancel is not None else CancelToken()
         with self._idle:
             self._running += 1
-        self._cancelled.discard(session)
+            self._runs[session] = token
         self.last_steps_done = 0
         try:
             return self._stylize(image, model, resolution, low, high, gamma, invert, background_weight, mask, method,
-                                 base, prompt, negative_prompt, steps, guidance, strength, seed, export, progress, session,
+                                 base, prompt, negative_prompt, steps, guidance, strength, seed, export, progress, token,
                                  known_depths)
         finally:
-            self._cancelled.discard(session)
             with self._idle:
+                if self._runs.get(session) is token:
+                    del self._runs[session]
                 self._running -= 1
                 self._idle.notify_all()
 
     def _stylize(self, image, model, resolution, low, high, gamma, invert, background_weight, mask, method, base,
-                 prompt, negative_prompt, steps, guidance, strength, seed, export, progress, session, known_depths=""):
+                 prompt, negative_prompt, steps, guidance, strength, seed, export, progress, cancel, known_depths=""):
         from midas_diffusion.pipelines import load_pipeline
         from midas_diffusion.pipelines.components import DepthSettings
 
@@ -238,11 +246,9 @@ class StylizeService:
             kwargs["background_weight"] = P.get_spec("background_weight").check(background_weight)
         def on_step(pipe_, i, t, tensors):
             self.last_steps_done = i + 1
-            if session in self._cancelled:
-                pipe_._interrupt = True  # diffusers skips the remaining steps
-            elif progress is not None:
+            if progress is not None and not cancel.cancelled:
                 progress((i + 1) / steps, desc=f"denoising step {i + 1}/{steps}")
-            return tensors
+            return cancel.callback(pipe_, i, t, tensors)  # raises Cancelled: no later step, no decode, no file
 
         kwargs["callback_on_step_end"] = on_step
         result = pipe(prompt, image=rgb, **kwargs)
@@ -335,14 +341,29 @@ def build_app(config: Optional[AppConfig] = None, cache: Optional[ModelCache] = 
             return gr.skip(), gr.skip(), shown
         return (*depth_preview(editor_photo(editor), model, resolution, low, high, gamma, invert), key)
 
-    def stylize(image, model, resolution, low, high, gamma, invert, background_weight, mask, method, base, prompt,
-                negative_prompt, steps, guidance, strength, seed, export, gallery, known_depths="",
-                request: gr.Request = None, progress=gr.Progress()):
+    async def stylize(image, model, resolution, low, high, gamma, invert, background_weight, mask, method, base,
+                      prompt, negative_prompt, steps, guidance, strength, seed, export, gallery, known_depths="",
+                      request: gr.Request = None, progress=gr.Progress()):
+        """The run is in a worker thread; when gradio cancels the event (the Cancel button, or an API client's
+        cancel), the worker stops at its next denoising step and the event ends only once it has, so the
+        next request in the queue starts on a free worker."""
+        import asyncio
+
+        from midas_diffusion.pipelines.cancel import Cancelled, CancelToken
+
+        token = CancelToken()
+        work = asyncio.ensure_future(asyncio.to_thread(
+            service.stylize, image, model, resolution, low, high, gamma, invert, background_weight, mask, method, base,
+            prompt, negative_prompt, steps, guidance, strength, seed, export or None, progress=progress,
+            session=getattr(request, "session_hash", "") or "", known_depths=known_depths or "", cancel=token))
         try:
-            rgb, result, out_png, depth16, model3d = service.stylize(
-                image, model, resolution, low, high, gamma, invert, background_weight, mask, method, base, prompt,
-                negative_prompt, steps, guidance, strength, seed, export or None, progress,
-                session=getattr(request, "session_hash", "") or "", known_depths=known_depths or "")
+            rgb, result, out_png, depth16, model3d = await asyncio.shield(work)
+        except asyncio.CancelledError:
+            token.cancel()
+            await asyncio.gather(work, return_exceptions=True)  # at most one more step
+            raise
+        except Cancelled:
+            raise gr.Error("cancelled") from None
         except (ValueError, ImageError, OSError) as exc:
             fail(exc)
         caption = f"{result.settings['method']} · {model} · seed {seed} · {prompt}"
@@ -350,11 +371,11 @@ def build_app(config: Optional[AppConfig] = None, cache: Optional[ModelCache] = 
         files = [out_png, depth16] + ([model3d] if model3d else [])
         return (rgb, out_png), out_png, files, model3d, gallery, gallery
 
-    def editor_stylize(editor, model, resolution, low, high, gamma, invert, background_weight, method, base, prompt,
-                       negative_prompt, steps, guidance, strength, seed, export, gallery, known_depths="",
-                       request: gr.Request = None, progress=gr.Progress()):
+    async def editor_stylize(editor, model, resolution, low, high, gamma, invert, background_weight, method, base,
+                             prompt, negative_prompt, steps, guidance, strength, seed, export, gallery, known_depths="",
+                             request: gr.Request = None, progress=gr.Progress()):
         """The editor's photo is the image and its brush layer the subject mask."""
-        return stylize(editor_photo(editor), model, resolution, low, high, gamma, invert, background_weight, editor,
+        return await stylize(editor_photo(editor), model, resolution, low, high, gamma, invert, background_weight, editor,
                        method, base, prompt, negative_prompt, steps, guidance, strength, seed, export, gallery,
                        known_depths, request, progress)
 
@@ -447,6 +468,7 @@ def build_app(config: Optional[AppConfig] = None, cache: Optional[ModelCache] = 
 
         def cancel_run(request: gr.Request):
             service.request_cancel(getattr(request, "session_hash", "") or "")
+            gr.Info("cancelled")
 
         cancel.click(cancel_run, None, None, cancels=[event], api_name=False)
         gr.Button("models", visible=False).click(

@@ -23,6 +23,7 @@ from ..loading.weights import resolve_weights
 
 CONFIG_NAME = "midas_depth_config.json"
 WEIGHTS_NAME = "model.safetensors"
+_STORED = object()  # ``from_pretrained``'s max_pixels when not given: a folder's stored value, else the default
 
 
 def _spec_for_hub_id(name: str) -> Optional[ModelSpec]:
@@ -106,7 +107,7 @@ class DepthEstimator:
         allow_download: Optional[bool] = None,
         resolution: Optional[int] = None,
         square: Optional[bool] = None,
-        max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
+        max_pixels: Optional[int] = _STORED,
         reduced: bool = False,
         progress: bool = True,
         dtype: Union[str, torch.dtype, None] = "auto",
@@ -117,8 +118,14 @@ class DepthEstimator:
           MiDaS release (see ``weights.resolve_weights``);
         * a ``.pt``/``.pth``/``.safetensors`` file: the model is ``model`` if given, else identified
           from the checkpoint's keys;
-        * a folder written by ``save_pretrained``.
+        * a folder written by ``save_pretrained``: its stored model, weights and settings, except where
+          an argument is given (explicit arguments win: ``resolution``, ``square``, ``max_pixels``,
+          ``checkpoint`` for other weights of the same model; a ``model`` that contradicts the folder is
+          an error). ``weights_dir``, ``allow_download``, ``progress`` and ``reduced`` do not apply (the
+          folder's stored architecture is the one its weights fit).
 
+        ``max_pixels``: the input size limit (``None``: none); default ``DEFAULT_MAX_PIXELS``, or a
+        folder's stored value.
         ``resolution`` sets the processing size (MiDaS ``--height``), ``square=True`` disables
         keep-aspect (MiDaS ``--square``); ``reduced=True`` builds a tiny random model (tests).
         ``dtype``: ``"auto"`` (default: bfloat16 on a CPU with native bf16 units for the models that are
@@ -127,7 +134,10 @@ class DepthEstimator:
         """
         path = Path(name_or_path) if not isinstance(name_or_path, str) or os.path.exists(name_or_path) else None
         if path is not None and path.is_dir():
-            return cls._from_folder(path, max_pixels=max_pixels).to(dtype=dtype)
+            return cls._from_folder(path, checkpoint=checkpoint, model=model, resolution=resolution, square=square,
+                                    max_pixels=max_pixels).to(dtype=dtype)
+        if max_pixels is _STORED:
+            max_pixels = DEFAULT_MAX_PIXELS
         from ..loading.checkpoints import read_key_shapes
         from ..loading.factory import create_model, load_model
 
@@ -152,19 +162,26 @@ class DepthEstimator:
         return est.to(dtype=dtype)
 
     @classmethod
-    def _from_folder(cls, folder: Path, max_pixels: Optional[int]) -> "DepthEstimator":
+    def _from_folder(cls, folder: Path, *, checkpoint: Optional[CheckpointLike], model: Optional[str],
+                     resolution: Optional[int], square: Optional[bool], max_pixels: Any) -> "DepthEstimator":
+        """A ``save_pretrained`` folder; the arguments given win over what the folder stores."""
         config_path = folder / CONFIG_NAME
         if not config_path.is_file():
             raise FileNotFoundError(f"{folder} has no {CONFIG_NAME}; it was not written by save_pretrained")
         config = json.loads(config_path.read_text())
         spec = get_model_spec(config["model_name"])
-        reduced = bool(config.get("reduced", False))
+        if model is not None and resolve_name(model) != spec.name:
+            raise ValueError(f"{folder} holds {spec.name}, not model={model!r}; leave model unset for a folder")
+        stored_reduced = bool(config.get("reduced", False))
         from ..loading.factory import load_model
 
-        net = load_model(spec, folder / WEIGHTS_NAME, reduced=reduced)
+        net = load_model(spec, folder / WEIGHTS_NAME if checkpoint is None else checkpoint, reduced=stored_reduced)
         pre = PreprocessConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in config["preprocess"].items()})
-        est = cls(net, spec, pre, max_pixels=config.get("max_pixels", max_pixels))
-        est.reduced = reduced
+        pre = with_resolution(pre, resolution, square)
+        if max_pixels is _STORED:
+            max_pixels = config.get("max_pixels", DEFAULT_MAX_PIXELS)
+        est = cls(net, spec, pre, max_pixels=max_pixels)
+        est.reduced = stored_reduced
         return est
 
     def save_pretrained(self, folder: Union[str, os.PathLike]) -> Path:
