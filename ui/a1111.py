@@ -1,7 +1,9 @@
 """AUTOMATIC1111 extension: every zoo model as an sd-webui-controlnet preprocessor, plus a tab.
 
-Install with ``midas-diffusion install-a1111 WEBUI_PATH`` (writes
-``extensions/midas-diffusion/scripts/midas_diffusion_a1111.py``, which calls ``register()``).
+Installed as a clone of the repository in ``extensions/`` ("Install from URL": its ``install.py``
+and ``scripts/midas_diffusion_webui.py``), or with ``midas-diffusion install-a1111 WEBUI_PATH``
+(writes ``extensions/midas-diffusion/scripts/midas_diffusion_a1111.py``); both call ``register()``.
+In Forge the preprocessors go into its own registry (``register_forge_preprocessors``).
 
 * ``depth_midas31_<model>`` preprocessors (tag ``Depth``), registered just before the UI is built
   (``script_callbacks.on_before_ui``) when sd-webui-controlnet 1.1.444 or newer is installed (its

@@ -1,7 +1,8 @@
 """ComfyUI node pack: thin nodes over ``midas_diffusion`` and ``midas_diffusion.pipelines``.
 
-Install with ``midas-diffusion install-comfyui COMFYUI_PATH`` (writes a two-line
-``custom_nodes/midas_diffusion_nodes/__init__.py`` that calls ``load_nodes()``). Conventions:
+Installed as a clone of the repository in ``custom_nodes/`` (its root ``__init__.py``), or with
+``midas-diffusion install-comfyui COMFYUI_PATH`` (writes a two-line
+``custom_nodes/midas_diffusion_nodes/__init__.py``); both call ``register_pack()``. Conventions:
 IMAGE is ``[B,H,W,C]`` float32 in [0,1], MASK ``[B,H,W]`` float32; ``comfy`` and ``folder_paths``
 are imported only inside functions; ``load_nodes()`` checks each node's optional imports, so a
 missing one disables that node only.
