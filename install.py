@@ -2,12 +2,17 @@
 is the webui's own module): it installs what midas-diffusion needs and the webui does not have,
 with the webui's pip helpers. torch and torchvision stay as the webui has them (nothing here asks
 for them; timm's own dependency on torch is satisfied by the webui's). The diffusers pipelines are
-not used in the webui, so diffusers is not installed here.
+not used in the webui, so diffusers is not installed here. Run without the webui (ComfyUI-Manager
+runs a node pack's install.py as well), it does nothing.
 """
 
 import importlib.metadata
+import sys
 
-import launch
+try:
+    import launch  # the webui's
+except ImportError:  # not a webui: ComfyUI-Manager runs a node pack's install.py too, after
+    sys.exit(0)  # requirements.txt has installed everything the nodes need
 
 # the same specifiers as pyproject.toml (tests/test_host_clone.py checks)
 REQUIREMENTS = ("timm>=1.0", "safetensors>=0.4", "tqdm>=4.60", "trimesh>=4.0")

@@ -3,7 +3,7 @@ ComfyUI's own server loads the pack from a custom-nodes folder written by ``inst
 validates prompts (``POST /prompt``), runs them in its prompt worker and frees memory (``POST /free``).
 
 The repository itself is a node pack too: ``clone_server`` follows ComfyUI-Manager's steps (clone
-into ``custom_nodes/``, ``pip install -r requirements.txt``, start) in a Python where midas-diffusion
+into ``custom_nodes/``, ``pip install -r requirements.txt`` as a dry run, ``install.py``, start) in a Python where midas-diffusion
 was never pip-installed (``python_without_midas_diffusion``: ``find_spec`` finds no
 ``midas_diffusion`` and no distribution is installed), so only the clone can provide the nodes.
 The shim's server has a clone beside the shim: the nodes register once.
@@ -91,6 +91,8 @@ def clone_server(tmp_path_factory):
     pack = comfyui_engine.clone_repository(nodes / "midas-diffusion")  # 1. git clone into custom_nodes/
     pip = comfyui_engine.install_requirements(python, pack)  # 2. pip install -r requirements.txt
     assert pip.returncode == 0 and "Would install" not in pip.stdout, pip.stdout + pip.stderr
+    script = subprocess.run([str(python), "install.py"], cwd=pack, capture_output=True, text=True)  # the Manager runs it too
+    assert script.returncode == 0, script.stderr
     shutil.copy(Path(__file__).with_name("comfyui_test_nodes.py"), nodes)
     engine = ComfyServer(comfyui_engine.engine_root(), work / "server", [nodes], python=python)  # 3. start
     _write_photo(engine)

@@ -67,6 +67,12 @@ def test_install_py_asks_the_webuis_pip_for_what_is_missing_only():
     assert requests == [f'install "{r}"' for r in webui] and not any("torch" in r for r in requests)
 
 
+def test_install_py_does_nothing_outside_a_webui(tmp_path):
+    """ComfyUI-Manager runs a node pack's install.py with ComfyUI's Python (no ``launch`` module)."""
+    run = subprocess.run([sys.executable, str(ROOT / "install.py")], capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 0 and not run.stdout and not run.stderr
+
+
 def test_setuptools_does_not_package_the_root():
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert all(p == "midas_diffusion" or p.startswith("midas_diffusion.") for p in config["tool"]["setuptools"]["packages"])
