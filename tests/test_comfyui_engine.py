@@ -2,13 +2,21 @@
 ComfyUI's own server loads the pack from a custom-nodes folder written by ``install-comfyui``,
 validates prompts (``POST /prompt``), runs them in its prompt worker and frees memory (``POST /free``).
 
+The repository itself is a node pack too: ``clone_server`` follows ComfyUI-Manager's steps (clone
+into ``custom_nodes/``, ``pip install -r requirements.txt`` as a dry run, ``install.py``, start) in a Python where midas-diffusion
+was never pip-installed (``python_without_midas_diffusion``: ``find_spec`` finds no
+``midas_diffusion`` and no distribution is installed), so only the clone can provide the nodes.
+The shim's server has a clone beside the shim: the nodes register once.
+
 Offline, CPU, a tiny model whose weights the test writes. Skipped when the engine is not prepared
 here (the reason says how); ``.ci/run`` prepares it and sets ``MIDAS_COMFYUI_REQUIRED=1``, which
 turns a missing engine into a failure.
 """
 
 import os
+import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -46,13 +54,50 @@ def server(tmp_path_factory):
     work = tmp_path_factory.mktemp("comfyui")
     (work / "nodes" / "custom_nodes").mkdir(parents=True)
     install_comfyui(work / "nodes")  # what a user runs: the shim in a custom_nodes folder
+    comfyui_engine.clone_repository(work / "nodes" / "custom_nodes" / "midas-diffusion")  # and a clone beside it
     shutil.copy(Path(__file__).with_name("comfyui_test_nodes.py"), work / "nodes" / "custom_nodes")
     engine = ComfyServer(comfyui_engine.engine_root(), work / "server", [work / "nodes" / "custom_nodes"])
+    _write_photo(engine)
+    with engine:
+        yield engine
+
+
+def _write_photo(engine):
     y, x = np.mgrid[0:H, 0:W]
     rgb = np.stack([x / W, y / H, 0.5 + 0.5 * np.sin(x / 9.0)], -1)
     rgb[30:70, 40:90] = [0.9, 0.2, 0.1]
     Image.fromarray((rgb * 255).astype("uint8")).save(engine.input_dir / "photo.png")
+
+
+def _python_check(python, code: str, cwd) -> str:
+    return subprocess.run([str(python), "-c", code], check=True, capture_output=True, text=True, cwd=cwd).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def clone_server(tmp_path_factory):
+    """ComfyUI-Manager's "Install via Git URL" in a Python that never had midas-diffusion."""
+    reason = comfyui_engine.why_unavailable()
+    if reason:
+        if os.environ.get("MIDAS_COMFYUI_REQUIRED") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    work = tmp_path_factory.mktemp("comfyui-clone")
+    python = comfyui_engine.python_without_midas_diffusion(work / "python")
+    assert _python_check(python, "import importlib.util, importlib.metadata as m\n"
+                                 "print(importlib.util.find_spec('midas_diffusion'), "
+                                 "[d.name for d in m.distributions() if 'midas' in (d.name or '').lower()])", work) == "None []"
+    nodes = work / "ComfyUI" / "custom_nodes"
+    nodes.mkdir(parents=True)
+    pack = comfyui_engine.clone_repository(nodes / "midas-diffusion")  # 1. git clone into custom_nodes/
+    pip = comfyui_engine.install_requirements(python, pack)  # 2. pip install -r requirements.txt
+    assert pip.returncode == 0 and "Would install" not in pip.stdout, pip.stdout + pip.stderr
+    script = subprocess.run([str(python), "install.py"], cwd=pack, capture_output=True, text=True)  # the Manager runs it too
+    assert script.returncode == 0, script.stderr
+    shutil.copy(Path(__file__).with_name("comfyui_test_nodes.py"), nodes)
+    engine = ComfyServer(comfyui_engine.engine_root(), work / "server", [nodes], python=python)  # 3. start
+    _write_photo(engine)
     with engine:
+        engine.pack = pack
         yield engine
 
 
@@ -99,6 +144,50 @@ def test_comfyui_lists_the_node_pack(server):
     assert list(loader["input"]["optional"]) == ["model_path", "weights_dir"]
     assert loader["output"] == ["MIDAS_DEPTH_MODEL"] and MODEL in loader["input"]["required"]["model"][0]
     assert not [line for line in server.log if "[midas-diffusion]" in line and "disabled" in line]
+
+
+def _registrations(log):
+    return [line for line in log if "[midas-diffusion]" in line and "registered" in line]
+
+
+def test_beside_a_shim_the_nodes_register_once(server):
+    registered, skipped = ([line for line in _registrations(server.log) if key in line]
+                           for key in ("nodes registered by", "registered already"))
+    assert len(registered) == 1 and len(skipped) == 1, _registrations(server.log)
+    # the pip-installed copy, whichever entry ComfyUI loaded first (the clone's entry defers to it)
+    assert "midas-diffusion at" in registered[0] or "installed in this Python" in registered[0]
+    assert not [line for line in server.log if "IMPORT FAILED" in line and "midas" in line]
+
+
+def test_a_clone_in_custom_nodes_is_the_node_pack(clone_server):
+    status, info = clone_server.http("/object_info")
+    assert status == 200 and NODES <= set(info)
+    for name in NODES:
+        assert info[name]["python_module"] == "custom_nodes.midas-diffusion"
+    (line,) = _registrations(clone_server.log)
+    assert re.search(rf"\d+ nodes registered by {re.escape(str(clone_server.pack))} ", line), line
+    assert f"from the clone at {clone_server.pack.resolve()}" in line
+    assert not [line for line in clone_server.log if ("IMPORT FAILED" in line and "midas" in line) or "disabled" in line]
+
+
+def test_a_clone_runs_a_depth_graph(clone_server, tmp_path):
+    run = clone_server.run(depth_graph(_write_model(tmp_path / "model"), prefix="clone"))
+    assert run.status == "success", run.messages("execution_error")
+    report = probe(run)
+    assert report["depth_model"]["model_name"] == MODEL and report["mask"]["shape"] == [2, H, W]
+    saved = run.ui("4")["images"]
+    with Image.open(clone_server.output_dir / saved[0]["subfolder"] / saved[0]["filename"]) as image:
+        assert image.size == (W, H) and image.getextrema()[0][1] == 255
+
+
+def test_requirements_leave_comfyuis_own_packages_alone(clone_server):
+    """requirements.txt names nothing ComfyUI requires itself (its torch, numpy, transformers ... stay)."""
+    def names(path):
+        lines = (line.split("#")[0].strip() for line in path.read_text().splitlines())
+        return {re.split(r"[<>=!~\[; ]", line)[0].lower().replace("_", "-") for line in lines if line}
+
+    ours = names(clone_server.pack / "requirements.txt")
+    assert ours and not ours & (names(comfyui_engine.engine_root() / "requirements.txt") | {"torch", "torchvision"})
 
 
 def test_load_estimate_save_and_export(server, tmp_path):

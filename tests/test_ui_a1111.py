@@ -324,14 +324,92 @@ def test_older_controlnet_says_which_version_is_needed(monkeypatch, capsys):
     assert "not found" not in line
 
 
-def test_forge_says_its_registry_is_not_supported(monkeypatch, capsys):
+def _forge(monkeypatch):
+    """Forge's ``modules_forge`` package (the marker ``_is_forge`` looks for)."""
     monkeypatch.setitem(sys.modules, "scripts.supported_preprocessor", None)
     forge = types.ModuleType("modules_forge")
-    forge.__spec__ = importlib.machinery.ModuleSpec("modules_forge", None)
+    forge.__spec__ = importlib.machinery.ModuleSpec("modules_forge", None, is_package=True)
+    forge.__path__ = []
     monkeypatch.setitem(sys.modules, "modules_forge", forge)
+    return forge
+
+
+def test_forge_without_a_registry_says_what_is_missing(monkeypatch, capsys):
+    _forge(monkeypatch)
+    monkeypatch.setitem(sys.modules, "modules_forge.shared", None)
     assert a1111.register_preprocessors() == []
     (line,) = capsys.readouterr().out.strip().splitlines()
-    assert "Forge" in line and "modules_forge.supported_preprocessor" in line and "not found" not in line
+    assert "Forge has no preprocessor registry" in line and "modules_forge.shared.add_supported_preprocessor" in line
+
+
+def _forge_registry(monkeypatch):
+    """The public surface of Forge's ``modules_forge/supported_preprocessor.py`` and the registry
+    in ``modules_forge/shared.py`` (lllyasviel/stable-diffusion-webui-forge, 2025-06)."""
+    forge = _forge(monkeypatch)
+
+    class PreprocessorParameter:
+        def __init__(self, minimum=0.0, maximum=1.0, step=0.01, label="Parameter 1", value=0.5, visible=False, **kwargs):
+            self.gradio_update_kwargs = dict(minimum=minimum, maximum=maximum, step=step, label=label, value=value,
+                                             visible=visible, **kwargs)
+
+    class Preprocessor:
+        def __init__(self):
+            self.name = "PreprocessorBase"
+            self.tags = []
+            self.model_filename_filters = []
+            self.slider_resolution = PreprocessorParameter(label="Resolution", minimum=128, maximum=2048, value=512,
+                                                           step=8, visible=True)
+            self.slider_1 = self.slider_2 = self.slider_3 = PreprocessorParameter()
+            self.model_patcher = None
+            self.sorting_priority = 0
+
+        def __call__(self, input_image, resolution, slider_1=None, slider_2=None, slider_3=None, input_mask=None,
+                     **kwargs):
+            return input_image
+
+    shared = types.ModuleType("modules_forge.shared")
+    shared.supported_preprocessors = {}
+    shared.add_supported_preprocessor = lambda p: shared.supported_preprocessors.__setitem__(p.name, p)
+    bases = types.ModuleType("modules_forge.supported_preprocessor")
+    bases.Preprocessor, bases.PreprocessorParameter = Preprocessor, PreprocessorParameter
+    forge.shared, forge.supported_preprocessor = shared, bases
+    monkeypatch.setitem(sys.modules, "modules_forge.shared", shared)
+    monkeypatch.setitem(sys.modules, "modules_forge.supported_preprocessor", bases)
+    return shared
+
+
+def test_forge_gets_the_preprocessors_in_its_own_registry(monkeypatch):
+    shared = _forge_registry(monkeypatch)
+    tiny, cache, sources = _tiny("midas_v21_small_256"), ModelCache(), []
+    names = a1111.register_preprocessors(["midas_v21_small_256", "dpt_swin2_tiny_256"],
+                                         model_source=_cached_tiny(tiny, cache, sources), cache=cache)
+    assert names == ["depth_midas31_midas_v21_small_256", "depth_midas31_dpt_swin2_tiny_256"]
+    assert a1111.register_preprocessors(["midas_v21_small_256"]) == []  # registered already
+    p = shared.supported_preprocessors["depth_midas31_midas_v21_small_256"]
+    assert p.name == "depth_midas31_midas_v21_small_256" and p.tags == ["Depth"] and "depth" in p.model_filename_filters
+    assert [p.slider_1.gradio_update_kwargs["label"], p.slider_2.gradio_update_kwargs["label"]] == ["Clip low %",
+                                                                                                   "Clip high %"]
+    assert not p.slider_3.gradio_update_kwargs["visible"]
+    fixed = shared.supported_preprocessors["depth_midas31_dpt_swin2_tiny_256"]
+    assert not fixed.slider_resolution.gradio_update_kwargs["visible"]
+    image = _photo()
+    # sd_forge_controlnet/scripts/controlnet.py: keywords, no slider_3
+    out = p(input_image=image, input_mask=None, resolution=0, slider_1=2.0, slider_2=98.0)
+    expected = a1111.control_image(tiny(image, percentile=(2.0, 98.0)).disparity[0, 0].numpy())
+    assert out.dtype == np.uint8 and out.shape == image.shape and np.array_equal(out, expected)
+    # unload() after each call: on the CPU (Forge's device here) there is nothing to free, the model stays cached
+    assert str(p.device) == "cpu" and cache.counts()["depth"] == 1
+    assert np.array_equal(p(input_image=image, resolution=0, slider_1=2.0, slider_2=98.0), expected) and len(sources) == 1
+
+
+def test_register_once_per_webui(host, capsys):
+    a1111.register("clone/scripts/midas_diffusion_webui.py", "midas-diffusion from the clone at clone")
+    a1111.register("shim.py")
+    assert host.callbacks["ui_tabs"] == [a1111.on_ui_tabs] and len(host.callbacks["before_ui"]) == 1
+    first, second = capsys.readouterr().out.strip().splitlines()
+    assert first == "[midas-diffusion] registered by clone/scripts/midas_diffusion_webui.py " \
+                    "(midas-diffusion from the clone at clone)"
+    assert second.startswith("[midas-diffusion] shim.py: registered already; this entry adds nothing")
 
 
 def test_tab_builds_from_the_param_specs_and_writes_float_depth(host, monkeypatch, tmp_path):

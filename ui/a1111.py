@@ -1,7 +1,9 @@
 """AUTOMATIC1111 extension: every zoo model as an sd-webui-controlnet preprocessor, plus a tab.
 
-Install with ``midas-diffusion install-a1111 WEBUI_PATH`` (writes
-``extensions/midas-diffusion/scripts/midas_diffusion_a1111.py``, which calls ``register()``).
+Installed as a clone of the repository in ``extensions/`` ("Install from URL": its ``install.py``
+and ``scripts/midas_diffusion_webui.py``), or with ``midas-diffusion install-a1111 WEBUI_PATH``
+(writes ``extensions/midas-diffusion/scripts/midas_diffusion_a1111.py``); both call ``register()``.
+In Forge the preprocessors go into its own registry (``register_forge_preprocessors``).
 
 * ``depth_midas31_<model>`` preprocessors (tag ``Depth``), registered just before the UI is built
   (``script_callbacks.on_before_ui``) when sd-webui-controlnet 1.1.444 or newer is installed (its
@@ -27,6 +29,7 @@ import importlib.util
 import os
 import sys
 import time
+import weakref
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
@@ -96,8 +99,9 @@ def _fixed_resolution_slider(model_name: str) -> Dict[str, Any]:
                 value=size, visible=False)
 
 
-def preprocessor_class(Preprocessor: type, PreprocessorParameter: type) -> type:
-    """A subclass of the host's ``Preprocessor`` (only importable inside the webui)."""
+def preprocessor_class(Preprocessor: type, PreprocessorParameter: type, named_base: bool = True) -> type:
+    """A subclass of the host's ``Preprocessor`` (only importable inside the webui); ``named_base``:
+    the base takes ``name=`` (sd-webui-controlnet's dataclass; Forge's takes no arguments)."""
 
     class MidasDepthPreprocessor(Preprocessor):
         """MiDaS v3.1 zoo depth as a ControlNet preprocessor (near = white).
@@ -108,8 +112,13 @@ def preprocessor_class(Preprocessor: type, PreprocessorParameter: type) -> type:
 
         def __init__(self, model_name: str, model_source: Optional[ModelSource] = None,
                      cache: Optional[ModelCache] = None):
-            super().__init__(name=preprocessor_name(model_name))
+            if named_base:
+                super().__init__(name=preprocessor_name(model_name))
+            else:
+                super().__init__()
+                self.name = preprocessor_name(model_name)
             self.tags = ["Depth"]
+            self.model_filename_filters = ["depth"]  # Forge lists the ControlNet models whose file names match
             self.model_name = model_name
             self.cache = cache if cache is not None else default_cache()
             self.model_source = model_source or _cached_source(self.cache)
@@ -163,16 +172,15 @@ def preprocessor_class(Preprocessor: type, PreprocessorParameter: type) -> type:
     return MidasDepthPreprocessor
 
 
-def _unsupported_host_message() -> str:
-    """Why there is no preprocessor registry: Forge, an older sd-webui-controlnet, or none."""
+def _is_forge() -> bool:
     try:
-        forge = importlib.util.find_spec("modules_forge") is not None
+        return importlib.util.find_spec("modules_forge") is not None
     except (ImportError, ValueError):
-        forge = "modules_forge" in sys.modules
-    if forge:
-        return ("Forge's built-in ControlNet has its own preprocessor registry (modules_forge.supported_preprocessor), "
-                "which midas-diffusion does not support yet: no depth_midas31_* preprocessors; "
-                "the 'MiDaS depth' tab works")
+        return "modules_forge" in sys.modules
+
+
+def _unsupported_host_message() -> str:
+    """Why there is no preprocessor registry: an older sd-webui-controlnet, or none."""
     version = getattr(sys.modules.get("scripts.controlnet_version"), "version_flag", None)
     if version is not None or any(name in sys.modules for name in ("scripts.global_state", "scripts.external_code")):
         return (f"sd-webui-controlnet {version or '(version unknown)'} has no Preprocessor registry: the "
@@ -190,6 +198,8 @@ def register_preprocessors(models: Optional[Sequence[str]] = None, model_source:
         host = importlib.import_module(HOST_MODULE)
         Preprocessor, PreprocessorParameter = host.Preprocessor, host.PreprocessorParameter
     except (ImportError, AttributeError):
+        if _is_forge():
+            return register_forge_preprocessors(models, model_source, cache)
         log(_unsupported_host_message())
         return []
     cls = preprocessor_class(Preprocessor, PreprocessorParameter)
@@ -203,11 +213,87 @@ def register_preprocessors(models: Optional[Sequence[str]] = None, model_source:
     return added
 
 
-def register() -> None:
-    """Called by the extension script: the tab, and the preprocessors once every extension is
-    loaded (``on_before_ui``; immediately on webuis without that callback)."""
+_REGISTERED_WITH: "weakref.WeakSet[Any]" = weakref.WeakSet()  # the webuis' script_callbacks modules
+
+
+# ------------------------------------------------------------------------------------ Forge
+# stable-diffusion-webui-forge replaces sd-webui-controlnet by its built-in sd_forge_controlnet, whose
+# preprocessors live in modules_forge.shared.supported_preprocessors (add_supported_preprocessor); the
+# base class modules_forge.supported_preprocessor.Preprocessor takes no arguments. Forge calls a
+# preprocessor as p(input_image=, input_mask=, resolution=, slider_1=, slider_2=) with an (H,W,3) uint8
+# image and wants (H,W,3) uint8 back: sd-webui-controlnet's contract, so the class is the same one.
+FORGE_REGISTRY = "modules_forge.shared"  # supported_preprocessors, add_supported_preprocessor
+FORGE_BASE = "modules_forge.supported_preprocessor"  # Preprocessor, PreprocessorParameter
+
+
+def forge_device():
+    """The device Forge runs models on (the CPU where it cannot say)."""
+    try:
+        from backend import memory_management
+    except ImportError:
+        return "cpu"
+    return memory_management.get_torch_device()
+
+
+def forge_preprocessor_class(Preprocessor: type, PreprocessorParameter: type) -> type:
+    """``preprocessor_class`` on Forge's base. Forge's memory manager moves only models it has a
+    ``ModelPatcher`` for, so the depth model runs on Forge's device and is unloaded after each call
+    (to the CPU and out of the cache, as Forge's legacy preprocessors do): it never holds GPU memory
+    while Forge samples, and the next call loads it again."""
+
+    class MidasDepthForgePreprocessor(preprocessor_class(Preprocessor, PreprocessorParameter, named_base=False)):
+        @property
+        def device(self):
+            return forge_device()
+
+        def __call__(self, input_image, resolution=None, slider_1=None, slider_2=None, slider_3=None,
+                     input_mask=None, **kwargs):
+            try:
+                return super().__call__(input_image, resolution, slider_1, slider_2, slider_3, input_mask, **kwargs)
+            finally:
+                self.unload()
+
+    return MidasDepthForgePreprocessor
+
+
+def register_forge_preprocessors(models: Optional[Sequence[str]] = None, model_source: Optional[ModelSource] = None,
+                                 cache: Optional[ModelCache] = None) -> List[str]:
+    """Add ``depth_midas31_<model>`` for each model to Forge's registry; returns the names added
+    (already registered names are skipped; none, with one line saying what is missing, when this
+    Forge has no such registry)."""
+    try:
+        registry, bases = importlib.import_module(FORGE_REGISTRY), importlib.import_module(FORGE_BASE)
+        add, registered = registry.add_supported_preprocessor, registry.supported_preprocessors
+        Preprocessor, PreprocessorParameter = bases.Preprocessor, bases.PreprocessorParameter
+    except (ImportError, AttributeError) as exc:
+        log(f"this Forge has no preprocessor registry ({FORGE_REGISTRY}.add_supported_preprocessor and "
+            f"{FORGE_BASE}.Preprocessor: {exc}): no depth_midas31_* preprocessors; the 'MiDaS depth' tab works")
+        return []
+    cls = forge_preprocessor_class(Preprocessor, PreprocessorParameter)
+    added = []
+    for model in models or list_models():
+        name = preprocessor_name(model)
+        if name in registered:
+            continue
+        add(cls(model, model_source, cache))
+        added.append(name)
+    return added
+
+
+def register(entry: str = "", copy: str = "") -> None:
+    """Called by the extension script (``entry``: its path): the tab, and the preprocessors once
+    every extension is loaded (``on_before_ui``; immediately on webuis without that callback).
+    Once per webui: a second entry (a clone's script beside an ``install-a1111`` shim) adds
+    nothing; one log line each says which copy of midas-diffusion (``copy``: how the entry found it;
+    by default where this module is) and which entry."""
     from modules import script_callbacks
 
+    copy = copy or f"midas-diffusion at {Path(__file__).resolve().parents[1]}"  # where ui/ is
+    if script_callbacks in _REGISTERED_WITH:
+        log(f"{entry or 'register()'}: registered already; this entry adds nothing ({copy})")
+        return
+    _REGISTERED_WITH.add(script_callbacks)
+    log(f"registered by {entry or 'register()'} ({copy})")
     script_callbacks.on_ui_tabs(on_ui_tabs)
     before_ui = getattr(script_callbacks, "on_before_ui", None)
     if before_ui is not None:

@@ -12,11 +12,11 @@ from pathlib import Path
 
 COMFY_SHIM = '''"""midas-diffusion nodes for ComfyUI (written by `midas-diffusion install-comfyui`)."""
 try:
-    from midas_diffusion.ui.comfyui import load_nodes
+    from midas_diffusion.ui.comfyui import register_pack
 except ImportError as exc:
     raise ImportError(f"midas-diffusion is not installed in this Python ({exc}); pip install 'midas-diffusion[diffusers]'") from None
 
-NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS = load_nodes()
+NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS = register_pack(__file__)
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]
 '''
 
@@ -26,19 +26,24 @@ try:
 except ImportError as exc:
     raise ImportError(f"midas-diffusion is not installed in this Python ({exc}); pip install 'midas-diffusion[diffusers]'") from None
 
-register()
+register(__file__)
 '''
 
 
-def _older_shim(text: str) -> str:
-    """The same shim as releases before 0.2 wrote it (top-level ``ui`` package): an upgrade replaces it."""
-    return text.replace("from midas_diffusion.ui.", "from ui.")
+def _older_shims(text: str) -> tuple:
+    """The same shim as earlier releases wrote it (before 0.2: top-level ``ui`` package; before the
+    once-per-process entries: ``load_nodes()`` / ``register()``): an upgrade replaces them."""
+    before = text
+    for new, old in (("import register_pack", "import load_nodes"), ("register_pack(__file__)", "load_nodes()"),
+                     ("register(__file__)", "register()")):
+        before = before.replace(new, old)
+    return before, text.replace("from midas_diffusion.ui.", "from ui."), before.replace("from midas_diffusion.ui.", "from ui.")
 
 
 def write_outputs(path: Path, text: str, overwrite: bool) -> Path:
     """Write a shim; an existing file is replaced when it is ours (this or an older release's) or with
     ``overwrite``; a shim the user edited is kept and reported."""
-    if path.exists() and path.read_text() not in (text, _older_shim(text)) and not overwrite:
+    if path.exists() and path.read_text() not in (text, *_older_shims(text)) and not overwrite:
         raise FileExistsError(f"{path} exists and differs (use --overwrite)")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)

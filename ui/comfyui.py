@@ -1,7 +1,8 @@
 """ComfyUI node pack: thin nodes over ``midas_diffusion`` and ``midas_diffusion.pipelines``.
 
-Install with ``midas-diffusion install-comfyui COMFYUI_PATH`` (writes a two-line
-``custom_nodes/midas_diffusion_nodes/__init__.py`` that calls ``load_nodes()``). Conventions:
+Installed as a clone of the repository in ``custom_nodes/`` (its root ``__init__.py``), or with
+``midas-diffusion install-comfyui COMFYUI_PATH`` (writes a two-line
+``custom_nodes/midas_diffusion_nodes/__init__.py``); both call ``register_pack()``. Conventions:
 IMAGE is ``[B,H,W,C]`` float32 in [0,1], MASK ``[B,H,W]`` float32; ``comfy`` and ``folder_paths``
 are imported only inside functions; ``load_nodes()`` checks each node's optional imports, so a
 missing one disables that node only.
@@ -15,6 +16,7 @@ loop over frames or denoising steps shows progress and stops at Cancel.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -28,6 +30,7 @@ from . import comfyui_host as host
 from . import runtime
 from .params import depth_settings, get_spec, metric_settings, to_comfy_input
 
+_log = logging.getLogger(__name__)  # ComfyUI's log (a print would wait in its buffered stdout)
 CATEGORY = "MiDaS depth"
 MODEL_TYPE = "MIDAS_DEPTH_MODEL"
 
@@ -434,10 +437,31 @@ def load_nodes() -> Tuple[Dict[str, type], Dict[str, str]]:
         reason = _missing(cls.REQUIRES)
         if reason:
             DISABLED[node_id] = reason
-            print(f"[midas-diffusion] node {node_id} disabled: {reason.splitlines()[0]}")
+            _log.warning(f"[midas-diffusion] node {node_id} disabled: {reason.splitlines()[0]}")
             continue
         classes[node_id] = cls
         names[node_id] = display
+    return classes, names
+
+
+_REGISTERED_BY: Dict[str, str] = {}  # the entry that registered the nodes in this process -> which copy
+
+
+def register_pack(entry, copy: str = "") -> Tuple[Dict[str, type], Dict[str, str]]:
+    """The mappings for one ComfyUI entry of the node pack (a clone's root ``__init__.py``, an
+    ``install-comfyui`` shim): the first entry in a process gets ``load_nodes()``, later ones get
+    none (the same node ids once). One log line each says which copy of midas-diffusion (``copy``:
+    how the entry found it; by default where ``midas_diffusion`` was imported from) and which entry."""
+    entry = str(entry)
+    copy = copy or f"midas-diffusion at {Path(__file__).resolve().parents[1]}"  # where ui/ is
+    if _REGISTERED_BY:
+        (first, first_copy), = _REGISTERED_BY.items()
+        _log.info(f"[midas-diffusion] {entry}: the nodes are registered already by {first} ({first_copy}); "
+                  "this entry adds none")
+        return {}, {}
+    classes, names = load_nodes()
+    _REGISTERED_BY[entry] = copy
+    _log.info(f"[midas-diffusion] {len(classes)} nodes registered by {entry} ({copy})")
     return classes, names
 
 
