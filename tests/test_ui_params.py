@@ -79,7 +79,7 @@ def test_install_commands_write_working_shims(tmp_path, capsys):
     (comfy / "custom_nodes").mkdir(parents=True)
     assert main(["install-comfyui", str(comfy)]) == 0
     shim = comfy / "custom_nodes" / "midas_diffusion_nodes" / "__init__.py"
-    assert "load_nodes()" in shim.read_text() and "NODE_CLASS_MAPPINGS" in shim.read_text()
+    assert "register_pack(__file__)" in shim.read_text() and "NODE_CLASS_MAPPINGS" in shim.read_text()
     code = ("import sys; sys.path.insert(0, sys.argv[1]); import midas_diffusion_nodes as m; "
             "print(sorted(m.NODE_CLASS_MAPPINGS)); print(sorted(m.NODE_DISPLAY_NAME_MAPPINGS))")
     out = subprocess.run([sys.executable, "-c", code, str(comfy / "custom_nodes")], capture_output=True, text=True,
@@ -97,7 +97,7 @@ def test_install_commands_write_working_shims(tmp_path, capsys):
     (webui / "extensions").mkdir(parents=True)
     assert main(["install-a1111", str(webui)]) == 0
     script = webui / "extensions" / "midas-diffusion" / "scripts" / "midas_diffusion_a1111.py"
-    assert "register()" in script.read_text()
+    assert "register(__file__)" in script.read_text()
     assert main(["install-a1111", str(tmp_path / "nowhere")]) == 1
     assert "not an AUTOMATIC1111 webui folder" in capsys.readouterr().err
     assert cli.install_comfyui.__doc__ and cli.install_a1111.__doc__

@@ -466,7 +466,7 @@ def build_app(config: Optional[AppConfig] = None, cache: Optional[ModelCache] = 
             stylize, [api_image, *settings, background_weight, api_mask, *stylize_settings], stylize_outputs,
             api_name="stylize", concurrency_id="diffusion", concurrency_limit=config.concurrency_limit)
 
-        def cancel_run(request: gr.Request):
+        def cancel_run(request: gr.Request = None):
             service.request_cancel(getattr(request, "session_hash", "") or "")
             gr.Info("cancelled")
 

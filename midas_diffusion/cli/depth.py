@@ -41,6 +41,9 @@ def add_depth_parser(sub) -> None:
                    help="threads decoding images ahead (default: up to 4, one core left for the main thread)")
     p.add_argument("--channels-last", action="store_true", help="NHWC memory format (faster convolutions on GPU)")
     p.add_argument("--compile", action="store_true", help="torch.compile the network (slow first batch per size)")
+    p.add_argument("--backend", choices=["auto", "torch", "openvino"], default="auto",
+                   help="runtime of the network: auto (OpenVINO on a CPU where installed and measured faster, "
+                        "exported in the background), torch, openvino (exports at the first image of each size)")
     p.add_argument("--tiles", action="store_true",
                    help="high resolution: overlapping tiles at the model's size aligned to a whole-image pass")
     p.add_argument("--tile-overlap", type=float, default=0.25, help="overlap of neighbouring tiles (fraction)")
@@ -81,6 +84,7 @@ def load_estimator(args, device: str):
         dtype=torch.float32,  # cast once, below, for the device it runs on
     )
     est.to(device, args.dtype, memory_format=torch.channels_last if args.channels_last else None)
+    est.set_backend(getattr(args, "backend", "auto"))
     if args.compile:
         est.compile()
     return est

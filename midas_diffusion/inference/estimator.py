@@ -17,6 +17,7 @@ from ..zoo.config import ModelSpec, PreprocessConfig
 from ..io.images import DEFAULT_MAX_PIXELS, VALUE_SCALE, ImageLike, dense_view, to_compact_tensors, to_device
 from .batching import group_batches
 from .outputs import DepthOutput
+from .openvino_backend import check_backend, openvino_network
 from .precision import resolve_dtype
 from .transforms import check_normalization, network_input_size, normalize_disparity, prepare_compact, resize, with_resolution
 from ..loading.weights import resolve_weights
@@ -94,6 +95,7 @@ class DepthEstimator:
         self.compiled = False
         self._graphed = None  # GraphedForward, when enable_cuda_graphs() opted in
         self.forward_count = 0  # how many network passes ran (for caching checks and stats)
+        self.backend = "auto"  # which runtime runs the network: "torch", "openvino", "auto" (openvino_backend)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -111,6 +113,7 @@ class DepthEstimator:
         reduced: bool = False,
         progress: bool = True,
         dtype: Union[str, torch.dtype, None] = "auto",
+        backend: str = "auto",
     ) -> "DepthEstimator":
         """Build from a zoo name (or alias, or transformers hub id), a checkpoint file, or a folder.
 
@@ -130,12 +133,15 @@ class DepthEstimator:
         keep-aspect (MiDaS ``--square``); ``reduced=True`` builds a tiny random model (tests).
         ``dtype``: ``"auto"`` (default: bfloat16 on a CPU with native bf16 units for the models that are
         accurate in it, else float32; see ``midas_diffusion.inference.precision``), a name or a torch dtype.
-        The model is on the CPU; move it with ``.to(device, dtype)``.
+        The model is on the CPU; move it with ``.to(device, dtype)``. ``backend``: which runtime runs
+        the network (``"torch"``, ``"openvino"``, ``"auto"``; see ``set_backend``).
         """
+        if backend != "auto":
+            check_backend(backend)
         path = Path(name_or_path) if not isinstance(name_or_path, str) or os.path.exists(name_or_path) else None
         if path is not None and path.is_dir():
             return cls._from_folder(path, checkpoint=checkpoint, model=model, resolution=resolution, square=square,
-                                    max_pixels=max_pixels).to(dtype=dtype)
+                                    max_pixels=max_pixels).to(dtype=dtype).set_backend(backend)
         if max_pixels is _STORED:
             max_pixels = DEFAULT_MAX_PIXELS
         from ..loading.checkpoints import read_key_shapes
@@ -159,7 +165,7 @@ class DepthEstimator:
         pre = with_resolution(spec.preprocess, resolution, square)
         est = cls(net, spec, pre, max_pixels=max_pixels)
         est.reduced = reduced
-        return est.to(dtype=dtype)
+        return est.to(dtype=dtype).set_backend(backend)
 
     @classmethod
     def _from_folder(cls, folder: Path, *, checkpoint: Optional[CheckpointLike], model: Optional[str],
@@ -262,6 +268,15 @@ class DepthEstimator:
         self._graphed = GraphedForward(self.model, warmup=warmup, max_graphs=max_graphs)
         return self
 
+    def set_backend(self, backend: str) -> "DepthEstimator":
+        """Which runtime runs the network: ``"torch"``; ``"openvino"`` (CPU; exports and compiles at the
+        first call of each network input size, cached in memory and in the weights folder); ``"auto"``
+        (default: OpenVINO where installed and measured faster for this model on the CPU, never
+        waiting for an export; else torch). Pre- and post-processing are the same for all three; see
+        ``midas_diffusion.inference.openvino_backend``."""
+        self.backend = check_backend(backend)
+        return self
+
     def disable_cuda_graphs(self) -> "DepthEstimator":
         self._graphed = None
         return self
@@ -274,7 +289,7 @@ class DepthEstimator:
             return self
         view = DepthEstimator(self.model, self.spec, with_resolution(self.preprocess, resolution), self.max_pixels)
         view.memory_format, view.reduced, view.compiled = self.memory_format, self.reduced, self.compiled
-        view._graphed = self._graphed
+        view._graphed, view.backend = self._graphed, self.backend
         return view
 
     @property
@@ -292,6 +307,10 @@ class DepthEstimator:
         prediction resized to the image, ``(B,1,H,W)``)."""
         self.forward_count += 1
         x = batch.to(device=self.device, dtype=self.dtype).contiguous(memory_format=self.memory_format)
+        if self.backend != "torch" and self._graphed is None and not self.compiled:
+            out = openvino_network(self.model, self.spec.name, x, self.backend, self.reduced)
+            if out is not None:
+                return out
         return (self._graphed(x) if self._graphed is not None else self.model(x)).float()
 
     @torch.inference_mode()

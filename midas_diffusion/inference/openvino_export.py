@@ -8,22 +8,13 @@ imported only here). MiDaS shipped this as ``openvino_midas_v21_small_256``; any
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 from typing import Optional, Tuple, Union
 
 import torch
 from torch import nn
 
-IR_NAME = "model.xml"
-
-
-def _ov():
-    try:
-        import openvino
-    except ImportError:
-        raise ImportError("the OpenVINO path needs openvino: pip install 'midas-diffusion[openvino]'") from None
-    return openvino
+from .openvino_backend import IR_NAME, convert_network, import_openvino
 
 
 def export_openvino(
@@ -35,21 +26,14 @@ def export_openvino(
     """Convert the network to OpenVINO IR in ``folder`` (weights kept in fp32). ``input_size``
     (default: the model's network size) is the example input; ``dynamic=True`` lets batch, height
     and width vary (multiples of 32), as keep-aspect preprocessing needs."""
-    ov = _ov()
+    ov = import_openvino()
     model = getattr(estimator_or_model, "model", estimator_or_model)
     if input_size is None:
         spec = getattr(estimator_or_model, "preprocess", None)
         if spec is None:
             raise ValueError("pass input_size=(height, width) when exporting a bare model")
         input_size = tuple(spec.net_size)
-    model = model.float().eval().to("cpu")
-    example = torch.rand(1, 3, *input_size) * 2 - 1
-    shape = [-1, 3, -1, -1] if dynamic else [1, 3, *input_size]
-    with torch.no_grad(), warnings.catch_warnings():
-        # tracing warns about the input checks in DepthModel.forward (constant for a valid input)
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        warnings.filterwarnings("ignore", message=".*torch.jit.trace.*", category=FutureWarning)
-        ov_model = ov.convert_model(model, example_input=example, input=[(shape, ov.Type.f32)])
+    ov_model = convert_network(model.float().eval().to("cpu"), input_size, dynamic)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     ov.save_model(ov_model, str(folder / IR_NAME), compress_to_fp16=False)
@@ -63,7 +47,7 @@ class OpenVINODepthModel(nn.Module):
 
     def __init__(self, path: Union[str, os.PathLike], device: str = "CPU", precision: str = "f32"):
         super().__init__()
-        ov = _ov()
+        ov = import_openvino()
         path = Path(path)
         if path.is_dir():
             path = path / IR_NAME
@@ -93,4 +77,5 @@ def openvino_estimator(estimator, folder: Union[str, os.PathLike], device: str =
     folder = Path(folder)
     if not (folder / IR_NAME).is_file():
         export_openvino(estimator, folder)
-    return DepthEstimator(OpenVINODepthModel(folder, device), estimator.spec, estimator.preprocess, max_pixels=estimator.max_pixels)
+    est = DepthEstimator(OpenVINODepthModel(folder, device), estimator.spec, estimator.preprocess, max_pixels=estimator.max_pixels)
+    return est.set_backend("torch")  # the network is already OpenVINO's

@@ -82,18 +82,24 @@ class CachedBiasWindowAttention(WindowAttentionV2):
         key = (self.relative_coords_table.device, self.relative_coords_table.dtype,
                self.relative_coords_table.data_ptr(),
                *((p.data_ptr(), 0 if p.is_inference() else p._version, p.dtype) for p in self.cpb_mlp.parameters()))
+        # a trace (OpenVINO export) records the computation instead: a cached tensor would be a
+        # constant in one traced call and computed in another, and the trace check refuses that
+        caching = not torch.is_grad_enabled() and not torch.jit.is_tracing()
         cached = getattr(self, "_bias_cache", None)
-        if cached is not None and cached[0] == key and not torch.is_grad_enabled():
+        if caching and cached is not None and cached[0] == key:
             return cached[1]
         table = 16 * torch.sigmoid(self.cpb_mlp(self.relative_coords_table).view(-1, self.num_heads))
         n = self.window_size[0] * self.window_size[1]
         bias = table[self.relative_position_index.view(-1)].view(n, n, -1).permute(2, 0, 1).contiguous()
-        if not torch.is_grad_enabled():
+        if caching:
             self._bias_cache = (key, bias)
         return bias
 
     def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if self.training or self.qkv_bias_separate:  # what timm does, unchanged
+        if self.training or self.qkv_bias_separate or torch.jit.is_tracing():  # what timm does, unchanged
+            # traced (the OpenVINO export): timm's form, the same function; the cached bias would be a
+            # constant in one traced call and computed in another (the trace check refuses that), and
+            # OpenVINO 2026.4's SDPA reshape fusion breaks on the windows-as-heads layout below
             return super().forward(x, mask)
         batch, n, channels = x.shape
         bias = None if self.q_bias is None else torch.cat((self.q_bias, self.k_bias, self.v_bias))
