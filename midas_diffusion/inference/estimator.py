@@ -332,7 +332,9 @@ class DepthEstimator:
         output_device: OutputDevice = "cpu",
     ) -> DepthOutput:
         """Depth of one image or a batch of images of one size: ``disparity`` and ``raw`` are
-        ``(B,1,H,W)`` float32 tensors. For images of different sizes use ``estimate_each``.
+        ``(B,1,H,W)`` float32 tensors, and ``metres`` too for a metric model (``spec.predicts ==
+        "metres"``; its ``disparity`` is the normalized ``1/metres``, see ``DepthOutput``). For images
+        of different sizes use ``estimate_each``.
 
         Normalization is per image: min-max (default) or min-max after clipping to
         ``percentile=(low, high)``; then ``gamma``; ``invert=True`` makes near = 0. Results come back
