@@ -128,6 +128,9 @@ def test_metric_predictions_are_scored_without_alignment():
     assert aligned["alignment"] == "scale_shift" and aligned["value"] == 0.0 and aligned["absrel"] < 1e-9
     capped = evaluate_sample(None, gt, protocol=protocol, pred_metres=gt + 50.0)
     assert capped["absrel"] == pytest.approx(float(np.mean(np.abs(10.0 - gt) / gt)))  # the dataset's cap
+    metres = np.array([[1.0, 2.0], [3.0, 4.0]])
+    pairs = [(0, 0, 1, 1, -1), (1, 0, 0, 1, -1)]  # A is closer: right, then wrong
+    assert evaluate_sample(None, None, protocol=PROTOCOLS["diw"], pairs=pairs, pred_metres=metres)["whdr"] == 0.5
 
 
 def test_evaluate_cli_records_say_how_each_model_was_scored(metric_folder, tmp_path):
@@ -161,8 +164,12 @@ def test_app_and_a1111_lists_mark_metric_models(metric_spec):
     from midas_diffusion.ui import a1111
     from midas_diffusion.ui.gradio_app import AppConfig, StylizeService
 
-    assert (model_label(metric_spec), METRIC) in a1111.model_dropdown_choices()
-    assert (BASE, BASE) in a1111.model_dropdown_choices()
+    from unittest import mock
+
+    gr = mock.MagicMock(name="gradio")
+    a1111.model_dropdown(gr)
+    kwargs = gr.Dropdown.call_args.kwargs
+    assert METRIC in kwargs["choices"] and model_label(metric_spec) in kwargs["info"] and BASE not in kwargs["info"]
     service = StylizeService(AppConfig(depth_models={METRIC: METRIC, BASE: BASE}))
     labels = dict((value, label) for label, value in service.model_choices())
     assert "[metric 0-20 m, licence CC-BY-NC-4.0]" in labels[METRIC] and "licence" not in labels[BASE]

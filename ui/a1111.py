@@ -31,12 +31,12 @@ import sys
 import time
 import weakref
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
 from midas_diffusion import get_model_spec, list_models
-from midas_diffusion.zoo.labels import model_label
+from midas_diffusion.zoo.labels import model_label, model_notes
 from midas_diffusion.inference.cache import ModelCache, default_cache
 
 from . import runtime
@@ -372,9 +372,12 @@ def _component(gr, name: str, **overrides):
     return getattr(gr, kwargs.pop("component"))(**kwargs)
 
 
-def model_dropdown_choices() -> List[Tuple[str, str]]:
-    """The tab's model list as (label, name): metric models and licences other than MIT marked."""
-    return [(model_label(get_model_spec(name)), name) for name in list_models()]
+def model_dropdown(gr):
+    """The tab's model list: every zoo model registered now; its info names the metric models and the
+    licences other than MIT (names stay the choices: older Gradio has no (label, value) pairs)."""
+    notes = model_notes(get_model_spec(name) for name in list_models())
+    info = get_spec("model").help + (f". {notes}" if notes else "")
+    return _component(gr, "model", choices=list_models(), info=info)
 
 
 def _export_click(image, model, resolution, percentile_low, percentile_high, gamma, invert, *export_values):
@@ -392,8 +395,7 @@ def on_ui_tabs():
         with gr.Row():
             with gr.Column():
                 image = gr.Image(label="Photo", type="numpy")
-                depth_inputs = [_component(gr, name, **({"choices": model_dropdown_choices()} if name == "model" else {}))
-                                for name in depth_names]
+                depth_inputs = [model_dropdown(gr), *(_component(gr, name) for name in depth_names[1:])]
                 estimate = gr.Button("Estimate depth", variant="primary")
                 export_inputs = [_component(gr, name) for name in export_names]
                 export = gr.Button("Export RGBD")

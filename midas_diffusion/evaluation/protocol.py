@@ -29,7 +29,7 @@ sample (``n = |M|``), the MiDaS protocol:
 
 A **metric** model (its spec predicts metres) is scored without step 1: its metres ``m`` are
 compared directly, after the same cap, ``z_hat = min(max(m, min_depth), cap)``. The records say
-which (``"alignment": "scale_shift"`` or ``"none"``).
+which (``"alignment": "scale_shift"`` or ``"none"``; WHDR compares orders only, never aligned).
 
 Which metric a dataset reports, its depth cap and its valid depth range are a ``Protocol``;
 ``PROTOCOLS`` holds the defaults per dataset (sources in the README, "Evaluation and metric
@@ -300,7 +300,7 @@ def evaluate_sample(pred_disparity, gt_depth=None, mask=None, protocol: Protocol
     ``delta1``-``delta3``, ``rmse``) plus the alignment, the pixel count, and ``metric``/``value``
     (the protocol's own metric). ``pred_metres`` (a metric model's depth in metres) is scored as
     it is, capped but not aligned (``pred_disparity`` may then be ``None``; ``whdr`` uses
-    ``1/pred_metres``); ``"alignment"`` in the result says which. ``whdr`` protocols need ``pairs``
+    ``1/pred_metres``); ``"alignment"`` in a depth protocol's result says which. ``whdr`` protocols need ``pairs``
     (see ``as_pairs``) instead of a depth map. Degenerate samples raise ``ValueError``."""
     if not isinstance(protocol, Protocol):
         raise ValueError(f"protocol must be a Protocol, got {type(protocol).__name__}")
@@ -311,8 +311,7 @@ def evaluate_sample(pred_disparity, gt_depth=None, mask=None, protocol: Protocol
         if pred_metres is not None:
             pred_disparity = 1.0 / capped_metres(pred_metres, np.inf if protocol.depth_cap is None else protocol.depth_cap)
         value = whdr(pred_disparity, pairs)
-        return {"metric": "whdr", "value": value, "whdr": value, "pairs": int(len(as_pairs(pairs))),
-                "alignment": alignment_kind}
+        return {"metric": "whdr", "value": value, "whdr": value, "pairs": int(len(as_pairs(pairs)))}  # ordinal: no alignment
     gt = as_map(gt_depth, "gt_depth")
     pred = as_map(pred_metres if pred_metres is not None else pred_disparity,
                   "pred_metres" if pred_metres is not None else "pred_disparity")
