@@ -209,3 +209,34 @@ def test_comfyui_lists_the_model_and_its_metric_node_gives_metres(metric_folder)
     assert float(capped.max()) <= 5.0
     with pytest.raises(ValueError, match="connect the image"):
         comfyui.MidasMetricDepth().fit(depth_model=est)
+
+
+def test_stylize_rgbd_export_is_in_the_depth_models_metres(metric_spec, tmp_path):
+    pytest.importorskip("diffusers")
+    pytest.importorskip("trimesh")
+    from plyfile import PlyData
+
+    from midas_diffusion.pipelines import MidasControlNetPipeline, clear_cache
+    from tiny_sd import sd15_components, tiny_controlnet, tiny_depth_estimator
+
+    depth = tiny_depth_estimator(METRIC)
+    pipe = MidasControlNetPipeline(**sd15_components(), controlnet=tiny_controlnet(), depth_estimator=depth)
+    photo = _image(40, 60)
+    result = pipe("a house", image=photo, num_inference_steps=1, rgbd="conditioning", output_type="np")
+    expected = depth.estimator(photo).metres
+    assert result.output_metres.shape == (1, 1, 40, 60)
+    torch.testing.assert_close(result.output_metres, expected)
+    torch.testing.assert_close(result.disparity, normalize_disparity(1.0 / expected))  # conditioning as from any model
+    again = pipe("a house", image=photo, num_inference_steps=1, rgbd="reestimate", output_type="np")
+    torch.testing.assert_close(again.output_metres, depth.estimator(again.images[0]).metres, rtol=1e-4, atol=1e-4)
+
+    pipe.save_pretrained(tmp_path / "base")
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    clear_cache()
+    try:
+        assert main(["stylize", str(tmp_path / "photo.png"), "a house", "-o", str(tmp_path / "r.png"), "--base",
+                     str(tmp_path / "base"), "--steps", "1", "--seed", "1", "--export", "ply", "--far", "2"]) == 0
+    finally:
+        clear_cache()
+    vertex = PlyData.read(str(tmp_path / "r.ply"))["vertex"]
+    np.testing.assert_allclose(-np.asarray(vertex["z"]), expected[0, 0].numpy().ravel(), rtol=1e-4)
