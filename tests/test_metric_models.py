@@ -173,6 +173,11 @@ def test_app_and_a1111_lists_mark_metric_models(metric_spec):
     service = StylizeService(AppConfig(depth_models={METRIC: METRIC, BASE: BASE}))
     labels = dict((value, label) for label, value in service.model_choices())
     assert "[metric 0-20 m, licence CC-BY-NC-4.0]" in labels[METRIC] and "licence" not in labels[BASE]
+    # the app's 3D export of a metric model: its metres at the result's size
+    est = _estimator()
+    metres = StylizeService.model_metres(est, _image(), None, (40, 64))
+    np.testing.assert_allclose(metres, est(_image()).metres[0, 0].numpy(), rtol=1e-6)
+    assert StylizeService.model_metres(est, _image(), None, (48, 72)).shape == (48, 72)
 
 
 def test_a1111_preprocessor_label_names_the_licence(metric_spec):
