@@ -25,7 +25,9 @@ def add_depth_parser(sub) -> None:
     p.add_argument("--checkpoint", default=None, help="weights file for --model (default: weights folder)")
     p.add_argument("--weights-dir", default=None, help="folder holding the official .pt files")
     p.add_argument("--format", type=parse_formats, default=["png16"],
-                   help="comma list of png16 (16-bit disparity), pfm (raw), npy (raw), preview (color)")
+                   help="comma list of png16 (16-bit disparity), pfm (raw), npy (raw), preview (color); a metric "
+                        "model (see `midas-diffusion models`) also writes NAME-metric.png (16-bit millimetres: "
+                        "metres = value * 0.001) / .npy / .pfm (float32 metres) and NAME-metric.json stating the units")
     p.add_argument("--resolution", type=int, default=None, help="processing resolution (MiDaS --height)")
     p.add_argument("--square", action="store_true", help="resize to a square network input")
     p.add_argument("--percentile", type=parse_percentile, default=None, help="clip LOW,HIGH percentiles")
@@ -63,7 +65,7 @@ def add_depth_parser(sub) -> None:
     p.add_argument("--metric-from", default=None, metavar="POINTS",
                    help="known depths: CSV x,y,depth_m, 16-bit PNG in mm, NPY in metres, EXR (imageio), or a folder "
                         "of them named like the images; also writes NAME-metric.png (mm) / .npy / .pfm (metres) "
-                        "and makes --export metric")
+                        "and makes --export metric (a metric model needs none: it gives metres itself)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run_depth)
 
@@ -88,6 +90,29 @@ def load_estimator(args, device: str):
     if args.compile:
         est.compile()
     return est
+
+
+def _predicts_metres(model: str) -> bool:
+    """Whether ``--model`` names a metric zoo model (a checkpoint file or folder is known once loaded)."""
+    from ..zoo.registry import get_model_spec
+
+    try:
+        return get_model_spec(model).predicts == "metres"
+    except (ValueError, TypeError):
+        return False
+
+
+def _metric_from_problem(model: str) -> str:
+    return (f"--metric-from fits a relative model to known depths; {model} predicts metres itself "
+            "(its NAME-metric.* outputs are written without --metric-from)")
+
+
+def with_metric_targets(targets: dict) -> dict:
+    """An image's targets plus its ``NAME-metric.*`` files and their ``NAME-metric.json``."""
+    from ..evaluation.metric_files import metric_sidecar, metric_targets
+
+    metric = metric_targets(targets)
+    return {**targets, **metric, **metric_sidecar(metric)}
 
 
 class Counts:
@@ -133,15 +158,18 @@ def run_depth(args) -> int:
     outdir = Path(args.output)
     images = [(src, output_paths(outdir, stem, args.format + args.export)) for src, stem in pairs if not is_video(src)]
     videos = [(src, stem) for src, stem in pairs if is_video(src)]
+    metric_model = _predicts_metres(args.model)
     if getattr(args, "metric_from", None):
-        from ..evaluation.metric_files import check_metric_request, metric_targets
+        from ..evaluation.metric_files import check_metric_request
 
-        problem = check_metric_request(args.metric_from, len(images), len(videos), args.format, args.export)
+        problem = _metric_from_problem(args.model) if metric_model else None
+        problem = problem or check_metric_request(args.metric_from, len(images), len(videos), args.format, args.export)
         if problem:
             print(f"error: {problem}", file=sys.stderr)
             finish(shard)
             return 1
-        images = [(src, {**targets, **metric_targets(targets)}) for src, targets in images]
+    if getattr(args, "metric_from", None) or metric_model:
+        images = [(src, with_metric_targets(targets)) for src, targets in images]
     todo = []
     for src, targets in images:
         if not args.overwrite and all_exist(targets):
@@ -156,6 +184,17 @@ def run_depth(args) -> int:
             print(f"error: {exc}", file=sys.stderr)
             finish(shard)
             return 1
+        if est.spec.predicts == "metres" and args.tiles:
+            print(f"error: --tiles aligns tiles of relative depth; {est.spec.name} predicts metres (run it without --tiles)",
+                  file=sys.stderr)
+            finish(shard)
+            return 1
+        if est.spec.predicts == "metres" and not metric_model:  # a checkpoint file or folder of a metric model
+            if getattr(args, "metric_from", None):
+                print(f"error: {_metric_from_problem(est.spec.name)}", file=sys.stderr)
+                finish(shard)
+                return 1
+            todo = [(src, with_metric_targets(targets)) for src, targets in todo]
         progress = not args.no_progress and shard.is_main
         run_images(est, todo, args, counts, progress)
         for src, stem in videos:
@@ -243,7 +282,8 @@ def run_images(est, todo, args, counts: Counts, progress: bool) -> None:
                 tqdm.write(f"error: {', '.join(str(r[0]) for r in ready)}: {exc}", file=sys.stderr)
                 bar.update(len(ready))
                 continue
-            items = [(src, targets, rgb, out.disparity[0], out.raw[0]) for (src, targets, rgb), out in zip(ready, outs)]
+            items = [(src, targets, rgb, out.disparity[0], out.raw[0], None if out.metres is None else out.metres[0])
+                     for (src, targets, rgb), out in zip(ready, outs)]
             collect()
             written = writer.submit(_write_batch, items, args, bar)
         collect()
@@ -251,19 +291,22 @@ def run_images(est, todo, args, counts: Counts, progress: bool) -> None:
 
 
 def _write_batch(items, args, bar) -> Tuple[int, int]:
-    """Write the outputs of one batch (``(src, targets, rgb, disparity, raw)`` each): ``(done, failed)``;
-    a file that cannot be written is reported and counted, the others are written."""
+    """Write the outputs of one batch (``(src, targets, rgb, disparity, raw, metres)`` each):
+    ``(done, failed)``; a file that cannot be written is reported and counted, the others are written."""
     from tqdm.auto import tqdm
 
     done = failed = 0
-    for src, targets, rgb, disparity, raw in items:
+    for src, targets, rgb, disparity, raw, metres in items:
         try:
-            metric = None
+            about = {"model": args.model, "metres_from": "the model's own prediction"} if metres is not None else None
             if getattr(args, "metric_from", None):
                 from ..evaluation.metric_files import metric_for_image
 
-                metric = metric_for_image(args.metric_from, src, raw)
-            write_outputs(targets, disparity, raw, rgb, args, metric)
+                fit = metric_for_image(args.metric_from, src, raw)
+                metres = fit.depth
+                about = {"model": args.model, "metres_from": f"relative depth fitted to known depths ({args.metric_from})",
+                         "scale": float(fit.scale), "shift": float(fit.shift)}
+            write_outputs(targets, disparity, raw, rgb, args, metres, about)
             done += 1
         except (ValueError, OSError) as exc:
             failed += 1

@@ -72,6 +72,10 @@ class ModelSpec:
     # FPS on an RTX 3090 from the MiDaS v3.1 README (None where not listed).
     reference_fps: Optional[float] = None
     quality_rank: int = 0  # 1 = best zero-shot accuracy in the MiDaS README table
+    # what ``model(x)`` predicts: "disparity" (relative inverse depth, up to scale and shift) or "metres"
+    predicts: str = "disparity"
+    max_depth: Optional[float] = None  # metres: the metric models' output range
+    license: str = "MIT"
 
     @property
     def net_size(self) -> Tuple[int, int]:
