@@ -110,26 +110,27 @@ class MidasLoadDepthModel(_Node):
             "optional": {
                 "model_path": ("STRING", {"default": "", "tooltip": "checkpoint file or saved folder; overrides model"}),
                 "weights_dir": ("STRING", {"default": "", "tooltip": "folder with the official .pt files"}),
+                **_inputs("backend"),
             },
         }
 
     @classmethod
-    def IS_CHANGED(cls, model, device="auto", dtype="auto", model_path="", weights_dir=""):
+    def IS_CHANGED(cls, model, device="auto", dtype="auto", model_path="", weights_dir="", backend="auto"):
         """ComfyUI runs the loader again when this changes: the weights file's size and mtime."""
         return repr(weights_fingerprint(model, model_path, weights_dir))
 
-    def load(self, model, device="auto", dtype="auto", model_path="", weights_dir=""):
+    def load(self, model, device="auto", dtype="auto", model_path="", weights_dir="", backend="auto"):
         source = model_path.strip() or model
         if model_path.strip() and not os.path.exists(os.path.expanduser(source)):
             raise ValueError(f"model_path {source!r} does not exist")
         load_device, dtype_t = runtime.host_device(device), parse_dtype(dtype)
-        key = (weights_fingerprint(model, model_path, weights_dir), str(load_device), str(dtype_t))
+        key = (weights_fingerprint(model, model_path, weights_dir), str(load_device), str(dtype_t), backend)
 
         def load():
             # loaded where ComfyUI keeps models between runs; a throwaway cache: _MODELS keeps it
             est = runtime.load_estimator(os.path.expanduser(source), device=host.offload_device(load_device),
                                          dtype=dtype_t, weights_dir=weights_dir.strip() or None,
-                                         cache=ModelCache(limits={"depth": 0}))
+                                         cache=ModelCache(limits={"depth": 0}), backend=backend)
             host.return_memory_when_freed(est)
             return est
 

@@ -61,6 +61,7 @@ class AppConfig:
     device: str = "cpu"
     output_dir: Optional[str] = None
     single_file_config: Optional[str] = None
+    backend: str = "auto"  # what runs the depth network (openvino_backend): auto, torch or openvino
 
 
 class StylizeService:
@@ -114,7 +115,7 @@ class StylizeService:
             raise ValueError(hint)
         return runtime.load_estimator(self.config.depth_models[name], device=self.config.device,
                                       weights_dir=self.config.weights_dir, cache=self.cache,
-                                      max_pixels=self.config.max_pixels)
+                                      max_pixels=self.config.max_pixels, backend=self.config.backend)
 
     # ---------------------------------------------------------------- runs
     def request_cancel(self, session: str) -> None:
