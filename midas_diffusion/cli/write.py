@@ -10,7 +10,7 @@ def all_exist(targets: dict) -> bool:
 def write_outputs(targets: dict, disparity, raw, rgb=None, args=None, metric=None) -> None:
     """Write every requested output of one image; ``ply``/``glb`` (``--export``) need its RGB;
     ``metric`` (a ``MetricDepth``, from ``--metric-from``) feeds ``metric-*`` outputs and the exports."""
-    from ..io.writers import WRITERS
+    from ..io.writers import RAW_FORMATS, WRITERS
 
     for fmt, path in targets.items():
         if fmt.startswith("metric-"):
@@ -30,4 +30,4 @@ def write_outputs(targets: dict, disparity, raw, rgb=None, args=None, metric=Non
             pixels = to_float_rgb(rgb).permute(1, 2, 0).cpu().numpy()  # rgb: compact (C,H,W)
             EXPORTERS[fmt](path, pixels, disparity.squeeze().float().cpu(), **geometry)
         else:
-            WRITERS[fmt](path, raw if fmt in ("pfm", "npy") else disparity)
+            WRITERS[fmt](path, raw if fmt in RAW_FORMATS else disparity)
