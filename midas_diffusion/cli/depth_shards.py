@@ -38,11 +38,16 @@ def wants_shards(inputs: Sequence[str]) -> bool:
     return any(is_shard(item) for item in inputs)
 
 
+def option_errors(args) -> List[str]:
+    """Options the shard path cannot take (each stops the run before anything is read)."""
+    return [f"{flag} does not apply to tar shards (write files from a folder instead)"
+            for name, flag in _FILE_ONLY if getattr(args, name, None)]
+
+
 def plan_shards(args) -> Tuple[List[Tuple[Path, Path]], int, List[str]]:
     """``(input, output)`` shard pairs to run, the number skipped (finished), and error lines (inputs
-    that are not shards or do not exist, two inputs of one output name, options shards cannot take)."""
-    errors = [f"{flag} does not apply to tar shards (write files from a folder instead)"
-              for name, flag in _FILE_ONLY if getattr(args, name, None)]
+    that are not shards or do not exist, two inputs of one output name): the others still run."""
+    errors: List[str] = []
     paths: List[Path] = []
     try:
         expanded = list(iter_expanded(args.inputs))
@@ -127,10 +132,13 @@ def run_here(args, todo: Sequence[Tuple[Path, Path]]) -> List[ShardResult]:
 
 def run_shards(args, runner: Callable = run_here) -> int:
     """The shard path of ``depth``: plan, then ``runner(args, todo)`` (``run_here``, or Ray's ``run_on_ray``)."""
-    todo, skipped, errors = plan_shards(args)
-    for line in errors:
+    problems = option_errors(args)
+    if args.tiles and not 0 <= args.tile_overlap <= 0.9:
+        problems.append(f"--tile-overlap must be in [0, 0.9], got {args.tile_overlap}")
+    todo, skipped, errors = plan_shards(args) if not problems else ([], 0, [])
+    for line in problems + errors:
         print(f"error: {line}", file=sys.stderr)
-    if errors and not todo:
+    if problems or (errors and not todo):
         return 1
     start = time.perf_counter()
     results: List[ShardResult] = []

@@ -113,7 +113,7 @@ class DepthAnnotator:
                 images.append(self._image(value, str(keys[row])))
                 good.append(row)
             except ImageError as exc:
-                print(f"error: {keys[row]}: {exc}", file=sys.stderr)
+                print(f"error: {exc}", file=sys.stderr)  # the message names the key
         outs = self.estimator.estimate_each(images, percentile=self.percentile, gamma=self.gamma,
                                             invert=self.invert, batch_size=self.batch_size) if images else []
         result: Dict[str, Any] = {name: _column([values[r] for r in good]) for name, values in columns.items()}

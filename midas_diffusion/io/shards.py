@@ -77,7 +77,8 @@ def read_shard(path: os.PathLike) -> List[Sample]:
                     samples.append(Sample(key))
                 samples[-1].members.append((info, data))
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
-        raise ShardError(f"{path}: not a readable tar shard ({exc})") from None
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0].rstrip(":")  # tarfile's reasons run on for lines
+        raise ShardError(f"{path}: not a readable tar shard ({reason})") from None
     return samples
 
 
