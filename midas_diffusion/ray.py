@@ -24,11 +24,12 @@ __all__ = ["DepthAnnotator", "annotate_webdataset"]
 
 def annotate_webdataset(paths, output: str, *, concurrency: int = 1, num_gpus: float = 0, batch_size: int = 32,
                         **annotator_kwargs) -> None:
-    """``read_webdataset(paths)`` -> ``DepthAnnotator(**annotator_kwargs)`` -> ``write_webdataset(output)``
-    (Ray names the written files; ``midas-diffusion depth --engine ray`` keeps the shard names)."""
+    """``read_webdataset(paths)`` -> ``DepthAnnotator(**annotator_kwargs)`` -> ``write_webdataset(output)``:
+    ``batch_size`` rows per call, run through the network together where of one size (Ray names the written
+    files; ``midas-diffusion depth --engine ray`` keeps the shard names and writes each atomically)."""
     import ray
 
     ds = ray.data.read_webdataset(paths, decoder=None)
-    ds = ds.map_batches(DepthAnnotator, fn_constructor_kwargs=annotator_kwargs, concurrency=concurrency,
+    ds = ds.map_batches(DepthAnnotator, fn_constructor_kwargs={"batch_size": batch_size, **annotator_kwargs}, concurrency=concurrency,
                         num_gpus=num_gpus, batch_size=batch_size)
     ds.write_webdataset(output, encoder=None)

@@ -53,10 +53,12 @@ def depth_fields_names(formats: Sequence[str]) -> List[str]:
     return ["depth" + SUFFIXES[fmt] for fmt in formats]
 
 
-def find_image_column(columns: Sequence[str]) -> str:
+def image_columns(columns: Sequence[str]) -> List[str]:
+    """The image columns of a batch in ``IMAGE_FIELDS`` order (a row takes the first it has: datasets mixing
+    ``jpg`` and ``png`` samples have both columns, with None where a row lacks one)."""
     names = {c.lower(): c for c in columns}
-    found = next((names[f] for f in IMAGE_FIELDS if f in names), None)
-    if found is None:
+    found = [names[f] for f in IMAGE_FIELDS if f in names]
+    if not found:
         raise ValueError(f"no image column in {sorted(columns)}; expected one of {', '.join(IMAGE_FIELDS[:4])} "
                          "(or pass image_column=...)")
     return found
@@ -105,10 +107,12 @@ class DepthAnnotator:
         columns = {name: list(values) for name, values in batch.items()}
         if not columns:
             return {}
-        column = self.image_column or find_image_column(list(columns))
-        keys = columns.get("__key__") or [str(i) for i in range(len(columns[column]))]
+        candidates = [self.image_column] if self.image_column else image_columns(list(columns))
+        rows = len(columns[candidates[0]])
+        keys = columns.get("__key__") or [str(i) for i in range(rows)]
         good, images = [], []
-        for row, value in enumerate(columns[column]):
+        for row in range(rows):
+            value = next((columns[c][row] for c in candidates if not _missing(columns[c][row])), None)
             try:
                 images.append(self._image(value, str(keys[row])))
                 good.append(row)
@@ -116,7 +120,9 @@ class DepthAnnotator:
                 print(f"error: {exc}", file=sys.stderr)  # the message names the key
         outs = self.estimator.estimate_each(images, percentile=self.percentile, gamma=self.gamma,
                                             invert=self.invert, batch_size=self.batch_size) if images else []
-        result: Dict[str, Any] = {name: _column([values[r] for r in good]) for name, values in columns.items()}
+        # a field a row lacks comes as None or NaN (engines fill mixed schemas so): None, as writers skip it
+        result: Dict[str, Any] = {name: _column([None if _missing(values[r]) else values[r] for r in good])
+                                  for name, values in columns.items()}
         fields = [depth_fields(out.disparity[0], out.raw[0], self.formats) for out in outs]
         for name in depth_fields_names(self.formats):
             result[name] = _column([f[name] for f in fields])
@@ -131,6 +137,10 @@ class DepthAnnotator:
             return to_compact_tensor(value, max_pixels)
         raise ImageError(f"cannot read {key}: an image column holds encoded bytes or HxWxC arrays, "
                          f"got {type(value).__name__}")
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
 
 
 def _column(values: list) -> np.ndarray:
