@@ -44,15 +44,15 @@ def option_errors(args) -> List[str]:
             for name, flag in _FILE_ONLY if getattr(args, name, None)]
 
 
-def plan_shards(args) -> Tuple[List[Tuple[Path, Path]], int, List[str]]:
-    """``(input, output)`` shard pairs to run, the number skipped (finished), and error lines (inputs
-    that are not shards or do not exist, two inputs of one output name): the others still run."""
+def plan_shards(args) -> Tuple[List[Tuple[Path, Path]], List[str]]:
+    """``(input, output)`` shard pairs, and error lines (inputs that are not shards or do not exist, two
+    inputs of one output name): the others still run."""
     errors: List[str] = []
     paths: List[Path] = []
     try:
         expanded = list(iter_expanded(args.inputs))
     except ValueError as exc:
-        return [], 0, [str(exc)]
+        return [], [str(exc)]
     for item in expanded:
         path = Path(item)
         if not is_shard(path):
@@ -68,9 +68,7 @@ def plan_shards(args) -> Tuple[List[Tuple[Path, Path]], int, List[str]]:
         if len(same) > 1:
             errors.append(f"{', '.join(map(str, same))}: same output shard {name}; run them separately")
     outdir = Path(args.output)
-    pairs = [(p, outdir / p.name) for p in paths if len(by_name[p.name]) == 1]
-    todo = [(src, dest) for src, dest in pairs if args.overwrite or not dest.exists()]
-    return todo, len(pairs) - len(todo), errors
+    return [(p, outdir / p.name) for p in paths if len(by_name[p.name]) == 1], errors
 
 
 def _sample_source(shard: Path) -> ImageSource:
@@ -123,35 +121,52 @@ def process_shard(est, src: Path, dest: Path, args, progress: bool = False) -> S
 
 
 def run_here(args, todo: Sequence[Tuple[Path, Path]]) -> List[ShardResult]:
-    """The shards one after another in this process (the ``--engine local`` runner)."""
+    """The shards one after another in this process (the ``--engine local`` runner); under
+    ``accelerate launch`` on this process's device."""
     from ..inference.devices import resolve_device
+    from .parallel import current_shard, process_device
 
-    est = load_estimator(args, resolve_device(args.device))
+    device = process_device(args.device, current_shard(cpu=args.device.startswith("cpu")))
+    est = load_estimator(args, resolve_device(device))
     return [process_shard(est, src, dest, args, not args.no_progress) for src, dest in todo]
 
 
 def run_shards(args, runner: Callable = run_here) -> int:
-    """The shard path of ``depth``: plan, then ``runner(args, todo)`` (``run_here``, or Ray's ``run_on_ray``)."""
+    """The shard path of ``depth``: plan, then ``runner(args, todo)`` (``run_here``, or Ray's ``run_on_ray``).
+    With ``run_here`` under ``accelerate launch`` the processes stride over the shards, as over files."""
+    from .parallel import ProcessShard, current_shard, finish, sum_counts
+
     problems = option_errors(args)
     if args.tiles and not 0 <= args.tile_overlap <= 0.9:
         problems.append(f"--tile-overlap must be in [0, 0.9], got {args.tile_overlap}")
-    todo, skipped, errors = plan_shards(args) if not problems else ([], 0, [])
+    pairs, errors = plan_shards(args) if not problems else ([], [])
     for line in problems + errors:
         print(f"error: {line}", file=sys.stderr)
-    if problems or (errors and not todo):
+    if problems or (errors and not pairs):
         return 1
+    procs = current_shard(cpu=args.device.startswith("cpu")) if runner is run_here else ProcessShard()
+    pairs = procs.take(pairs)  # before looking at what exists, so that every process agrees
+    todo = [(src, dest) for src, dest in pairs if args.overwrite or not dest.exists()]
     start = time.perf_counter()
     results: List[ShardResult] = []
+    problem = None
     if todo:
         try:
             results = runner(args, todo)
         except (ValueError, RuntimeError, ImportError, FileNotFoundError, OSError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-    seconds = time.perf_counter() - start
-    written = sum(r.written for r in results)
-    done, failed = sum(r.done for r in results), sum(r.failed for r in results)
-    rate = done / seconds if done and seconds > 0 else 0.0
-    print(f"shards: written {written}, skipped {skipped} (finished), failed {len(results) - written}; "
-          f"images: done {done}, failed {failed}; {rate:.2f} images/s")
-    return 1 if errors or failed or written < len(results) else 0
+            problem = str(exc)
+            print(f"error: {problem}", file=sys.stderr)
+    local = {"written": sum(r.written for r in results), "unwritten": len(results) - sum(r.written for r in results),
+             "skipped": len(pairs) - len(todo), "done": sum(r.done for r in results),
+             "failed": sum(r.failed for r in results), "problems": int(problem is not None),
+             "seconds": time.perf_counter() - start}
+    total = sum_counts(procs, local)
+    if procs.is_main and not total["problems"]:
+        wall = total["seconds"] / procs.count
+        rate = total["done"] / wall if total["done"] and wall > 0 else 0.0
+        on = f" on {procs.count} processes" if procs.count > 1 else ""
+        print(f"shards: written {total['written']:.0f}, skipped {total['skipped']:.0f} (finished), "
+              f"failed {total['unwritten']:.0f}; images: done {total['done']:.0f}, failed {total['failed']:.0f}; "
+              f"{rate:.2f} images/s{on}")
+    finish(procs)
+    return 1 if errors or total["problems"] or total["failed"] or total["unwritten"] else 0
