@@ -167,3 +167,50 @@ def test_annotator_returns_the_clis_depth_columns(tmp_path, saved_model):
         assert png == written[f"{key}.depth.png"] and settings == written[f"{key}.midas.json"]
     with pytest.raises(ValueError, match="no image column"):
         annotator({"__key__": np.array(["a"]), "txt": [b"x"]})
+
+
+def test_annotator_takes_a_named_bytes_column(saved_model, tmp_path):
+    """Parquet-style rows: the image bytes in a column of any name (``image_column=``)."""
+    from midas_diffusion.inference.annotator import DepthAnnotator
+
+    (path,) = make_shards(tmp_path / "in", count=1)
+    jpg = next(data for info, data in members(path) if info.name.endswith(".jpg"))
+    annotator = DepthAnnotator(model=saved_model, device="cpu", dtype="float32", image_column="image")
+    result = annotator({"image": [jpg], "caption": ["a photo"]})
+    assert list(result["caption"]) == ["a photo"] and result["depth.png"][0].startswith(b"\x89PNG")
+
+
+def test_accelerate_launch_two_processes_share_the_shards(tmp_path, saved_model):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("accelerate")
+    make_shards(tmp_path / "in", count=3)
+    shards = str(tmp_path / "in" / "{00000..00002}.tar")
+    threads = torch_threads(1)
+    try:  # the single-process reference with one thread, as each launched process has
+        assert _depth([shards, "-o", str(tmp_path / "single")], saved_model) == 0
+    finally:
+        torch_threads(threads)
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1",
+               MIDAS_DIFFUSION_CPU_BF16="0", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    env.pop("WORLD_SIZE", None)
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "midas_diffusion.cli"]
+    run = subprocess.run([*launch, "depth", shards, "-o", str(tmp_path / "multi"), "--model", saved_model,
+                          "--no-progress", "--dtype", "float32"], env=env, capture_output=True, text=True,
+                         timeout=180, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.count("shards: ") == 1 and "written 3" in run.stdout and "on 2 processes" in run.stdout
+    for name in ("00000.tar", "00001.tar", "00002.tar"):
+        assert (tmp_path / "multi" / name).read_bytes() == (tmp_path / "single" / name).read_bytes(), name
+
+
+def torch_threads(count):
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    return before
