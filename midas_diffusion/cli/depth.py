@@ -10,7 +10,7 @@ from ..zoo.registry import DEFAULT_MODEL
 from .args import parse_export_formats, parse_formats, parse_percentile, positive_int
 from .depth_video import run_video
 from .inputs import collect_inputs, is_video, output_paths, read_file_list
-from .image_loop import Counts, load_estimator, run_images  # noqa: F401 - run_images: bench/depth_e2e.py
+from .image_loop import Counts, load_estimator, run_images
 from .write import all_exist
 
 
@@ -74,9 +74,8 @@ def add_depth_parser(sub) -> None:
 
 def run_depth(args) -> int:
     from ..inference.devices import resolve_device
-    from .parallel import current_shard, finish, process_device, sum_counts
-
     from .depth_shards import run_here, run_shards, wants_shards
+    from .parallel import current_shard, finish, process_device, sum_counts
 
     if wants_shards(args.inputs):
         if args.engine == "ray":

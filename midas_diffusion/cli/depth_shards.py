@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Sequence, Tuple
 
+from ..inference.annotator import depth_settings
 from ..io.shards import SETTINGS_FIELD, ShardError, depth_fields, is_shard, iter_expanded, read_shard, write_shard
 from .image_loop import Counts, ImageSource, load_estimator, run_images
 
@@ -104,8 +105,6 @@ def process_shard(est, src: Path, dest: Path, args, progress: bool = False) -> S
     counts = Counts()
     run_images(est, items, args, counts, progress, source=_sample_source(src), write_batch=keep)
     tile_overlap = args.tile_overlap if args.tiles else None
-    from ..inference.annotator import depth_settings
-
     settings = depth_settings(est, args.format, args.percentile, args.gamma, args.invert, tile_overlap)
     image_rows = {i for i, _, _ in items}
     out = [(s, {**fields[i], SETTINGS_FIELD: settings} if i in fields else {})
