@@ -56,3 +56,12 @@ def test_depth_annotator_in_map_batches_gives_the_clis_depth(local_ray, shards):
     written = {info.name: data for tar in sorted((root / "map_batches").glob("*.tar")) for info, data in members(tar)}
     assert written == plain
     assert len({split_name(n)[0] for n in written}) == 6
+
+
+def test_engine_ray_with_a_model_it_cannot_load_says_so_in_one_line(local_ray, shards, capsys):
+    root, args = shards
+    bad = ["--model", "no_such_model", *args[2:]]
+    assert main(["depth", str(root / "in" / "00000.tar"), "-o", str(root / "never"), "--engine", "ray", *bad]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("error: unknown model 'no_such_model'")
+    assert not (root / "never").exists()
