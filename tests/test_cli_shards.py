@@ -124,7 +124,13 @@ def test_bad_shard_inputs_give_one_clear_line_each(tmp_path, saved_model, capsys
     assert _depth([str(tmp_path / "in" / "broken.tar"), "-o", str(out)], saved_model) == 1
     err = capsys.readouterr().err
     assert err.splitlines() == [f"error: {tmp_path / 'in' / 'broken.tar'}: not a readable tar shard "
-                                "(file could not be opened successfully)"]
+                                "(invalid header)"]
+    assert not out.exists() or not list(out.iterdir())
+    (whole,) = make_shards(tmp_path / "cut", count=1)
+    (tmp_path / "cut" / "00000.tar").write_bytes(whole.read_bytes()[: 15 * 1024])  # cut between two members
+    assert _depth([str(tmp_path / "cut" / "00000.tar"), "-o", str(out)], saved_model) == 1
+    assert "00000.tar: not a readable tar shard (it ends without the end-of-archive blocks: truncated)" in \
+        capsys.readouterr().err
     assert not out.exists() or not list(out.iterdir())
     assert _depth([str(tmp_path / "in"), str(tmp_path / "in" / "broken.tar"), "-o", str(out), "--export", "ply"],
                   saved_model) == 1
@@ -133,6 +139,9 @@ def test_bad_shard_inputs_give_one_clear_line_each(tmp_path, saved_model, capsys
     assert _depth([str(tmp_path / "in"), str(tmp_path / "in" / "broken.tar"), "-o", str(out)], saved_model) == 1
     err = capsys.readouterr().err.splitlines()
     assert err[0] == f"error: {tmp_path / 'in'}: not a .tar shard (give shards and folders of images in separate runs)"
+    assert _depth([str(whole), "-o", str(whole.parent)], saved_model) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: {whole}: the output shard would replace it (give another -o folder)"]
     assert _depth([str(tmp_path / "s{3..1}.tar"), "-o", str(out)], saved_model) == 1
     assert "runs backwards" in capsys.readouterr().err
 

@@ -69,7 +69,10 @@ def plan_shards(args) -> Tuple[List[Tuple[Path, Path]], List[str]]:
         if len(same) > 1:
             errors.append(f"{', '.join(map(str, same))}: same output shard {name}; run them separately")
     outdir = Path(args.output)
-    return [(p, outdir / p.name) for p in paths if len(by_name[p.name]) == 1], errors
+    pairs = [(p, outdir / p.name) for p in paths if len(by_name[p.name]) == 1]
+    same = [src for src, dest in pairs if dest.resolve() == src.resolve()]
+    errors += [f"{src}: the output shard would replace it (give another -o folder)" for src in same]
+    return [(src, dest) for src, dest in pairs if src not in same], errors
 
 
 def _sample_source(shard: Path) -> ImageSource:

@@ -15,7 +15,6 @@ import itertools
 import os
 import re
 import tarfile
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
@@ -69,14 +68,19 @@ def read_shard(path: os.PathLike) -> List[Sample]:
         raise ShardError(f"{path}: no such shard")
     samples: List[Sample] = []
     try:
-        with tarfile.open(path, "r:*") as tar:
+        with tarfile.open(path, "r:") as tar:
             for info in tar:
                 data = tar.extractfile(info).read() if info.isfile() else None
                 key = split_name(info.name)[0]
                 if not samples or samples[-1].key != key:
                     samples.append(Sample(key))
                 samples[-1].members.append((info, data))
-    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+            end = tar.offset
+        with open(path, "rb") as f:  # cut at a member's boundary, a tar reads as a shorter one: look for its end
+            f.seek(end)
+            if f.read(2 * tarfile.BLOCKSIZE) != bytes(2 * tarfile.BLOCKSIZE):
+                raise tarfile.ReadError("it ends without the end-of-archive blocks: truncated")
+    except (tarfile.TarError, EOFError, OSError) as exc:
         reason = (str(exc).splitlines() or [type(exc).__name__])[0].rstrip(":")  # tarfile's reasons run on for lines
         raise ShardError(f"{path}: not a readable tar shard ({reason})") from None
     return samples
