@@ -1,23 +1,23 @@
-"""``midas-diffusion depth``: the parser, the run over images (batched, decoded ahead) and its counts."""
+"""``midas-diffusion depth``: the parser and the run over files and videos (tar shards: ``depth_shards``)."""
 
 from __future__ import annotations
 
 import sys
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Optional, Tuple
 
 from ..zoo.registry import DEFAULT_MODEL
 from .args import parse_export_formats, parse_formats, parse_percentile, positive_int
 from .depth_video import run_video
 from .inputs import collect_inputs, is_video, output_paths, read_file_list
-from .write import all_exist, write_outputs
+from .image_loop import Counts, load_estimator, run_images
+from .write import all_exist
 
 
 def add_depth_parser(sub) -> None:
-    p = sub.add_parser("depth", help="estimate depth for image files, folders, file lists and videos")
-    p.add_argument("inputs", nargs="*", help="images, videos and/or folders (searched recursively)")
+    p = sub.add_parser("depth", help="estimate depth for image files, folders, file lists, videos and tar shards")
+    p.add_argument("inputs", nargs="*", help="images, videos and/or folders (searched recursively); or WebDataset "
+                                             ".tar shards (shards/{00000..00099}.tar), written as shards to OUTPUT")
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.add_argument("--files-from", action="append", default=[], metavar="LIST",
                    help="text file naming one input per line (relative to the current folder); repeatable")
@@ -66,30 +66,12 @@ def add_depth_parser(sub) -> None:
                    help="known depths: CSV x,y,depth_m, 16-bit PNG in mm, NPY in metres, EXR (imageio), or a folder "
                         "of them named like the images; also writes NAME-metric.png (mm) / .npy / .pfm (metres) "
                         "and makes --export metric (a metric model needs none: it gives metres itself)")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="tar shards: run here, or on Ray (ray.init(); RAY_ADDRESS names an existing cluster)")
+    p.add_argument("--actors", type=positive_int, default=None,
+                   help="--engine ray: model-holding actors (default: the cluster's GPUs with a GPU --device, else 1)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run_depth)
-
-
-def load_estimator(args, device: str):
-    import torch
-
-    from ..inference.estimator import DepthEstimator
-
-    est = DepthEstimator.from_pretrained(
-        args.model,
-        checkpoint=args.checkpoint,
-        weights_dir=args.weights_dir,
-        resolution=args.resolution,
-        square=args.square or None,
-        max_pixels=int(args.max_pixels) if args.max_pixels else None,
-        progress=not args.no_progress,
-        dtype=torch.float32,  # cast once, below, for the device it runs on
-    )
-    est.to(device, args.dtype, memory_format=torch.channels_last if args.channels_last else None)
-    est.set_backend(getattr(args, "backend", "auto"))
-    if args.compile:
-        est.compile()
-    return est
 
 
 def _predicts_metres(model: str) -> bool:
@@ -115,15 +97,20 @@ def with_metric_targets(targets: dict) -> dict:
     return {**targets, **metric, **metric_sidecar(metric)}
 
 
-class Counts:
-    def __init__(self):
-        self.done = self.skipped = self.failed = 0
-
-
 def run_depth(args) -> int:
     from ..inference.devices import resolve_device
+    from .depth_shards import run_here, run_shards, wants_shards
     from .parallel import current_shard, finish, process_device, sum_counts
 
+    if wants_shards(args.inputs):
+        if args.engine == "ray":
+            from .depth_ray import run_on_ray
+
+            return run_shards(args, run_on_ray)
+        return run_shards(args, run_here)
+    if args.engine == "ray":
+        print("error: --engine ray runs tar shards (give .tar inputs)", file=sys.stderr)
+        return 1
     inputs = list(args.inputs)
     for list_path in args.files_from:
         try:
@@ -212,104 +199,3 @@ def run_depth(args) -> int:
     failed_any = total["failed"] > 0
     finish(shard)
     return 1 if failed_any else 0
-
-
-def run_images(est, todo, args, counts: Counts, progress: bool) -> None:
-    from tqdm.auto import tqdm
-
-    from ..inference.batching import group_batches
-    from ..io.images import load_image_file, to_compact_tensors
-    from .batching import default_decode_threads, peek_size, read_ahead
-
-    if not todo:
-        return
-
-    def net_size(item):
-        size = peek_size(item[0])
-        if size is None or args.tiles:
-            return ("single", str(item[0])) if size is None else ("tiles", size)
-        return est.network_input_size(*size)
-
-    batches = group_batches(todo, net_size, 1 if args.tiles else args.batch_size)
-
-    pinned = est.device.type == "cuda"
-
-    def load(item):  # in the read-ahead threads: decoded, compact (uint8/uint16), pinned for a GPU
-        return to_compact_tensors(load_image_file(item[0], est.max_pixels), est.max_pixels, pin_memory=pinned)[0]
-
-    bar = tqdm(total=len(todo), desc="depth", unit="img", disable=not progress)
-    workers = getattr(args, "decode_threads", None) or default_decode_threads()
-    # decoding runs ahead on `workers` threads; one writer thread writes a batch's files while the
-    # next batch computes (at most one batch of files in flight)
-    written: Optional[Future] = None
-
-    def collect() -> None:
-        nonlocal written
-        if written is not None:
-            done, failed = written.result()  # re-raises what stopped the writer (e.g. a kill)
-            counts.done += done
-            counts.failed += failed
-            written = None
-
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="midas-write") as writer:
-        for batch, loaded in read_ahead(batches, load, depth=args.read_ahead, workers=workers):
-            ready = []
-            for (src, targets), rgb in zip(batch, loaded):
-                if isinstance(rgb, (ValueError, OSError)):
-                    counts.failed += 1
-                    tqdm.write(f"error: {src}: {rgb}", file=sys.stderr)
-                elif isinstance(rgb, BaseException):
-                    raise rgb
-                else:
-                    ready.append((src, targets, rgb))
-            bar.update(len(batch) - len(ready))
-            if not ready:
-                continue
-            try:
-                if args.tiles:
-                    from ..inference.tiling import estimate_tiled
-
-                    outs = [
-                        estimate_tiled(est, rgb, tile_overlap=args.tile_overlap, batch_size=args.batch_size,
-                                       percentile=args.percentile, gamma=args.gamma, invert=args.invert)
-                        for _, _, rgb in ready
-                    ]
-                else:
-                    outs = est.estimate_each([rgb for _, _, rgb in ready], percentile=args.percentile,
-                                             gamma=args.gamma, invert=args.invert, batch_size=len(ready))
-            except (ValueError, OSError) as exc:
-                counts.failed += len(ready)
-                tqdm.write(f"error: {', '.join(str(r[0]) for r in ready)}: {exc}", file=sys.stderr)
-                bar.update(len(ready))
-                continue
-            items = [(src, targets, rgb, out.disparity[0], out.raw[0], None if out.metres is None else out.metres[0])
-                     for (src, targets, rgb), out in zip(ready, outs)]
-            collect()
-            written = writer.submit(_write_batch, items, args, bar)
-        collect()
-    bar.close()
-
-
-def _write_batch(items, args, bar) -> Tuple[int, int]:
-    """Write the outputs of one batch (``(src, targets, rgb, disparity, raw, metres)`` each):
-    ``(done, failed)``; a file that cannot be written is reported and counted, the others are written."""
-    from tqdm.auto import tqdm
-
-    done = failed = 0
-    for src, targets, rgb, disparity, raw, metres in items:
-        try:
-            about = {"model": args.model, "metres_from": "the model's own prediction"} if metres is not None else None
-            if getattr(args, "metric_from", None):
-                from ..evaluation.metric_files import metric_for_image
-
-                fit = metric_for_image(args.metric_from, src, raw)
-                metres = fit.depth
-                about = {"model": args.model, "metres_from": f"relative depth fitted to known depths ({args.metric_from})",
-                         "scale": float(fit.scale), "shift": float(fit.shift)}
-            write_outputs(targets, disparity, raw, rgb, args, metres, about)
-            done += 1
-        except (ValueError, OSError) as exc:
-            failed += 1
-            tqdm.write(f"error: {src}: {exc}", file=sys.stderr)
-        bar.update(1)
-    return done, failed

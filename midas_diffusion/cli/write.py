@@ -11,7 +11,7 @@ def write_outputs(targets: dict, disparity, raw, rgb=None, args=None, metres=Non
     """Write every requested output of one image; ``ply``/``glb`` (``--export``) need its RGB;
     ``metres`` (``(H,W)`` depth in metres: a metric model's own, or fitted by ``--metric-from``) feeds
     the ``metric-*`` outputs and makes the exports metric; ``about`` goes into ``NAME-metric.json``."""
-    from ..io.writers import WRITERS
+    from ..io.writers import RAW_FORMATS, WRITERS
 
     metric = {fmt: path for fmt, path in targets.items() if fmt.startswith("metric-")}
     if metric:
@@ -36,4 +36,4 @@ def write_outputs(targets: dict, disparity, raw, rgb=None, args=None, metres=Non
             pixels = to_float_rgb(rgb).permute(1, 2, 0).cpu().numpy()  # rgb: compact (C,H,W)
             EXPORTERS[fmt](path, pixels, disparity.squeeze().float().cpu(), **geometry)
         else:
-            WRITERS[fmt](path, raw if fmt in ("pfm", "npy") else disparity)
+            WRITERS[fmt](path, raw if fmt in RAW_FORMATS else disparity)
