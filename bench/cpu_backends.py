@@ -39,7 +39,7 @@ from midas_diffusion.inference import openvino_backend  # noqa: E402
 from midas_diffusion.inference.precision import resolve_dtype  # noqa: E402
 from midas_diffusion.loading.checkpoints import load_into  # noqa: E402
 from reference import fixture, official_checkpoint  # noqa: E402
-from throughput import median_seconds  # noqa: E402
+from throughput import median_seconds, print_table_head  # noqa: E402
 
 LABELS = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 
@@ -124,11 +124,11 @@ def main(argv=None) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         os.environ[openvino_backend.OPENVINO_CACHE_ENV] = tmp  # a fresh IR cache: first calls export
-        print(f"# CPU backends, {torch.get_num_threads()} threads, torch {torch.__version__}, OpenVINO "
-              f"{openvino.get_version()}; {'official' if args.official else 'recipe'} weights, fixture input at native "
-              f"size, network only, median of {args.iters} after {args.warmup} warm-up")
-        print("| model | path | img/s b1 | img/s b4 | first call s | cached start s | max |Δ| vs torch fp32 |")
-        print("|---|---|---|---|---|---|---|")
+        print_table_head(f"CPU backends, {torch.get_num_threads()} threads, torch {torch.__version__}, OpenVINO "
+                         f"{openvino.get_version()}; {'official' if args.official else 'recipe'} weights, fixture input "
+                         f"at native size, network only, median of {args.iters} after {args.warmup} warm-up",
+                         ("model", "path", "img/s b1", "img/s b4", "first call s", "cached start s",
+                          "max |Δ| vs torch fp32"))
         for name in args.models.split(","):
             run_model(name, args)
     return 0

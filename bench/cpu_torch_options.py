@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cpu_backends import estimator  # noqa: E402
 from reference import fixture  # noqa: E402
-from throughput import median_seconds  # noqa: E402
+from throughput import median_seconds, print_table_head  # noqa: E402
 
 DEFAULT_MODELS = "midas_v21_small_256,dpt_levit_224,dpt_swin2_tiny_256,dpt_beit_base_384"
 
@@ -96,10 +96,9 @@ def main(argv=None) -> int:
     parser.add_argument("--iters", type=int, default=7, help="timed calls per option (median)")
     parser.add_argument("--warmup", type=int, default=1)
     args = parser.parse_args(argv)
-    print(f"# torch CPU options, {torch.get_num_threads()} threads, torch {torch.__version__}; recipe weights, "
-          f"fixture input, batch 1, median of {args.iters} after {args.warmup} warm-up")
-    print("| model | option | img/s | vs eager | first call s | max |Δ| vs eager fp32 |")
-    print("|---|---|---|---|---|---|")
+    print_table_head(f"torch CPU options, {torch.get_num_threads()} threads, torch {torch.__version__}; recipe "
+                     f"weights, fixture input, batch 1, median of {args.iters} after {args.warmup} warm-up",
+                     ("model", "option", "img/s", "vs eager", "first call s", "max |Δ| vs eager fp32"))
     for name in args.models.split(","):
         run_model(name, args)
     return 0

@@ -55,6 +55,13 @@ def timed_seconds(fn, x, iters, warmup, device) -> list:
     return times
 
 
+def print_table_head(title: str, columns) -> None:
+    """A bench's title line and the header of its markdown table."""
+    print(f"# {title}")
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns), flush=True)
+
+
 def median_seconds(fn, x, iters, warmup, device) -> float:
     return statistics.median(timed_seconds(fn, x, iters, warmup, device))
 
