@@ -12,7 +12,7 @@ normalized per image, so differences are fractions of its range; the table gives
 absolute difference over all pixels of all inputs, and its 99th percentile. A model whose error is
 visible by ``precision.bf16_error_is_visible`` (mean above 1% of the range, 1 pixel in 100 off by
 more than 5%, or any pixel by more than 10%) belongs in ``precision.BF16_INACCURATE``: ``dtype="auto"`` keeps it in float32. Paste
-the printed ``CPU_BF16_ERROR`` entries into ``precision.py``. The speed-up is the forward time at
+``--update`` writes the measured errors into ``inference/cpu_measurements.json`` (``precision.CPU_BF16_ERROR``). The speed-up is the forward time at
 batch 1 on the fixture input, float32 over bf16, of each of ``--iters`` timed runs (run i of float32
 over run i of bf16): the table gives their median and, for two runs or more, their min-max in brackets
 (``python bench/bf16_accuracy.py --iters 7`` for a spread worth quoting).
@@ -21,6 +21,7 @@ over run i of bf16): the table gives their median and, for two runs or more, the
 from __future__ import annotations
 
 import argparse
+import json
 import gc
 import sys
 from pathlib import Path
@@ -34,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import midas_diffusion as md  # noqa: E402
 from midas_diffusion.loading.checkpoints import load_into  # noqa: E402
+from midas_diffusion.inference.measurements import update_measurements  # noqa: E402
 from photos import synthetic_photo  # noqa: E402
 from reference import fixture, official_checkpoint  # noqa: E402
 import statistics  # noqa: E402
@@ -103,6 +105,7 @@ def main(argv=None) -> int:
     parser.add_argument("--official", action="store_true",
                         help="the released weights from the weights folder (MIDAS_DIFFUSION_WEIGHTS) instead of the recipe")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--update", action="store_true", help="write the errors into inference/cpu_measurements.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     from midas_diffusion.io.images import load_image_file
@@ -114,18 +117,20 @@ def main(argv=None) -> int:
           f" {'official' if args.official else 'recipe'} weights; inputs: the fixture + {len(photos)} photos; |diff| of min-max normalized disparity")
     print("| model | max abs diff | p99 abs diff | mean abs diff | fixture max | photos max | bf16 speed-up b1, median (min-max) | auto |")
     print("|---|---|---|---|---|---|---|---|")
-    refused, entries = [], []
+    refused, entries = [], {}
     for name in args.models.split(","):
         r = measure(name, photos, args.iters, args.official)
         error = Bf16Error(max=float(f"{r['max']:.1e}"), p99=float(f"{r['p99']:.1e}"), mean=float(f"{r['mean']:.1e}"))
-        entries.append(f"    {name!r}: {error!r},")
+        entries[name] = {"max": error.max, "p99": error.p99, "mean": error.mean}
         auto = "fp32" if bf16_error_is_visible(error) else "bf16"
         if auto == "fp32":
             refused.append(name)
         print(f"| {name} | {r['max']:.2e} | {r['p99']:.2e} | {r['mean']:.2e} | {r['fixture_max']:.2e} | {r['photo_max']:.2e} "
               f"| {_speedup(r['speedups'])} | {auto} |", flush=True)
     print(f"# refused (BF16_INACCURATE): {sorted(refused)}")
-    print("CPU_BF16_ERROR = {\n" + "\n".join(entries) + "\n}")
+    print("bf16_error = " + json.dumps(entries))
+    if args.update:
+        print(f"# written to {update_measurements('bf16_error', entries)}")
     return 0
 
 

@@ -14,12 +14,14 @@ fraction of torch float32's range. Weights: the reference recipe (``tests/refere
 ``bench/bf16_accuracy.py``; speed does not depend on them), or ``--official`` for the released files
 in your weights folder; input: the model's reference fixture (``x``). The IR cache is a temporary
 folder (``MIDAS_DIFFUSION_OPENVINO_CACHE``; your weights folder is not touched). Paste the speed-ups (OpenVINO over torch in the same
-precision) into ``openvino_backend.OPENVINO_SPEEDUP``.
+precision) are what ``openvino_backend.OPENVINO_SPEEDUP`` holds: ``--update`` writes them into
+``inference/cpu_measurements.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import gc
 import os
 import sys
@@ -36,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import midas_diffusion as md  # noqa: E402
 from midas_diffusion.inference import openvino_backend  # noqa: E402
+from midas_diffusion.inference.measurements import update_measurements  # noqa: E402
 from midas_diffusion.inference.precision import resolve_dtype  # noqa: E402
 from midas_diffusion.loading.checkpoints import load_into  # noqa: E402
 from reference import fixture, official_checkpoint  # noqa: E402
@@ -80,7 +83,7 @@ def measure_path(est, x1, x4, args, ref, cached_start: bool):
     return out, b1, b4, first, cached, error
 
 
-def run_model(name: str, args) -> None:
+def run_model(name: str, args) -> dict:
     est = estimator(name, args.official).set_backend("torch")
     x1 = torch.from_numpy(fixture(name)["x"])
     x4 = torch.cat([x1, x1.flip(-1), x1.flip(-2), -x1])
@@ -108,6 +111,8 @@ def run_model(name: str, args) -> None:
     forget_compiled(est)
     del est
     gc.collect()
+    return {precision: round(ratio, 2) for precision, ratio in
+            (("f32", ratios.get("fp32")), ("bf16", ratios.get("bf16"))) if ratio is not None}
 
 
 def main(argv=None) -> int:
@@ -115,6 +120,8 @@ def main(argv=None) -> int:
     parser.add_argument("--models", default=",".join(md.list_models()))
     parser.add_argument("--iters", type=int, default=7, help="timed calls per setting (median)")
     parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--update", action="store_true",
+                        help="write the speed-ups into inference/cpu_measurements.json (openvino_backend.OPENVINO_SPEEDUP)")
     parser.add_argument("--official", action="store_true",
                         help="the released weights from the weights folder (MIDAS_DIFFUSION_WEIGHTS) instead of the recipe")
     args = parser.parse_args(argv)
@@ -129,8 +136,10 @@ def main(argv=None) -> int:
                          f"at native size, network only, median of {args.iters} after {args.warmup} warm-up",
                          ("model", "path", "img/s b1", "img/s b4", "first call s", "cached start s",
                           "max |Δ| vs torch fp32"))
-        for name in args.models.split(","):
-            run_model(name, args)
+        speedups = {name: run_model(name, args) for name in args.models.split(",")}
+    print("openvino_speedup = " + json.dumps(speedups))
+    if args.update:
+        print(f"# written to {update_measurements('openvino_speedup', speedups)}")
     return 0
 
 

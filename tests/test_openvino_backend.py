@@ -147,3 +147,28 @@ def test_backend_names_are_checked():
     assert est.backend == "torch" and est.at_resolution(320).backend == "torch"
     with pytest.raises(ValueError, match="backend must be one of"):
         est.set_backend("ov")
+
+
+@needs_openvino
+def test_a_session_that_ends_during_the_background_export_exits_cleanly(tmp_path):
+    """A short job ends while ``auto``'s export runs: the process exits with its own status (no
+    'terminate called' abort from OpenVINO's threads), because the export runs in its own process."""
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, sys\n"
+        "import midas_diffusion as md\n"
+        "from midas_diffusion.inference import openvino_backend as backend\n"
+        "backend.OPENVINO_SPEEDUP['midas_v21_small_256'] = {'f32': 2.0}\n"
+        "est = md.DepthEstimator.from_pretrained('midas_v21_small_256', reduced=True).set_backend('auto')\n"
+        "est.reduced = False  # as a full model\n"
+        "image = np.zeros((96, 128, 3), np.uint8)\n"
+        "est(image); est(image)  # the second call at this size starts the export\n"
+        "assert backend.COMPILED.pending\n"
+        "sys.exit(3)\n"
+    )
+    env = {**os.environ, backend.OPENVINO_CACHE_ENV: str(tmp_path / "ov"), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 3, done.stderr[-2000:]
+    assert "terminate called" not in done.stderr

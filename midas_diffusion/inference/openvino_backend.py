@@ -27,12 +27,16 @@ compiled blobs beside it, so the next session only loads. ``MIDAS_DIFFUSION_OPEN
 
 from __future__ import annotations
 
+import atexit
 import copy
 import hashlib
 import importlib.util
 import os
 import queue
 import shutil
+import subprocess
+import sys
+import tempfile
 import threading
 import warnings
 import weakref
@@ -42,6 +46,8 @@ from typing import Dict, Optional, Tuple
 
 import torch
 from torch import nn
+
+from .measurements import cpu_measurements
 
 
 IR_NAME = "model.xml"
@@ -53,11 +59,10 @@ MAX_SIZES_PER_NETWORK = 4  # compiled input sizes kept per network (least recent
 
 # Measured network speed-up of OpenVINO over torch in the same precision (OpenVINO img/s / torch
 # img/s), batch 1, native size, reference recipe weights, on a 2-core Xeon with AVX512-BF16 and AMX
-# (bench/cpu_backends.py; issue 23 for the first two rows). ``auto`` picks OpenVINO where this is
-# above 1; a model or precision not listed stays on torch.
+# (bench/cpu_backends.py, cpu_measurements.json). ``auto`` picks OpenVINO where this is above 1; a model
+# or precision not listed stays on torch.
 OPENVINO_SPEEDUP: Dict[str, Dict[str, float]] = {
-    "midas_v21_small_256": {"f32": 1.28, "bf16": 2.93},
-    "dpt_beit_base_384": {"f32": 1.18, "bf16": 1.40},
+    name: dict(speedups) for name, speedups in cpu_measurements()["openvino_speedup"].items()
 }
 
 
@@ -163,23 +168,90 @@ def _export_ir(model: nn.Module, folder: Path, size: Tuple[int, int]) -> Path:
     return folder / IR_NAME
 
 
-def _compile(model: nn.Module, model_name: str, size: Tuple[int, int], precision: str, copy_model: bool):
-    """The compiled OpenVINO model of ``model`` at ``size`` in ``precision``: the IR from the disk
-    cache, else exported now (from a float32 copy when ``copy_model`` or the network is not float32)."""
-    digest = weights_digest(model)
-    folder = ir_folder(model_name, size, precision, digest)
-    if not (folder / IR_NAME).is_file():
-        source = model
-        if copy_model or any(p.dtype != torch.float32 for p in model.parameters()):
-            source = copy.deepcopy(model).float()
-        _export_ir(source.eval(), folder, size)
+def _export_from_disk(argv) -> int:
+    """The export job's process (``python -m midas_diffusion.inference.openvino_backend MODEL.pt FOLDER H W``):
+    the pickled float32 network in MODEL.pt (removed once read) becomes the IR in FOLDER, written
+    atomically. Its own process, so that a session that ends during an export ends cleanly (OpenVINO's
+    threads are not torn down mid-export) while the export still completes for the next session."""
+    model_file, folder, height, width = argv
+    try:
+        os.nice(19)
+    except (AttributeError, OSError):
+        pass
+    try:
+        saved = torch.load(model_file, weights_only=False)
+    finally:
+        Path(model_file).unlink(missing_ok=True)
+    if isinstance(saved, tuple):  # (class, config, state dict): see _portable
+        cls, config, state = saved
+        model = cls(config)
+        model.load_state_dict(state)
+    else:
+        model = saved
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _export_ir(model.eval(), Path(folder), (int(height), int(width)))
+    return 0
+
+
+_STAGED: set = set()  # network files written for an export process that has not started yet
+
+
+def _portable(model: nn.Module):
+    """What the export process rebuilds ``model`` from, in float32 on the CPU: ``(class, config, state
+    dict)`` for a network built from its config (every zoo model; hooks and other attributes stay
+    behind), else a copy of the module."""
+    config = getattr(model, "config", None)
+    if config is not None:
+        state = {k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype)
+                 for k, v in model.state_dict().items()}
+        return type(model), config, state
+    return copy.deepcopy(model).float().cpu()
+
+
+def _export_in_a_process(model: nn.Module, folder: Path, size: Tuple[int, int]) -> None:
+    """Export ``model`` (a float32 copy of it) at ``size`` into ``folder`` in a child process and wait
+    for it; raises with the child's last error line when it fails."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    handle, model_file = tempfile.mkstemp(prefix=f".{folder.name}-", suffix=".pt", dir=folder.parent)
+    os.close(handle)
+    _STAGED.add(model_file)  # removed at exit if the session ends before the child takes it
+    torch.save(_portable(model), model_file)
+    height, width = (str(n) for n in size)
+    with tempfile.TemporaryFile() as log:
+        child = subprocess.Popen(
+            [sys.executable, "-m", __name__, model_file, str(folder), height, width], stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)  # Ctrl-C of the session spares it
+        _STAGED.discard(model_file)
+        if child.wait() != 0:
+            Path(model_file).unlink(missing_ok=True)
+            log.seek(0)
+            lines = log.read().decode(errors="replace").strip().splitlines()
+            raise RuntimeError(lines[-1] if lines else f"the export process ended with status {child.returncode}")
+
+
+def _compile_ir(folder: Path, precision: str):
     config = {"INFERENCE_PRECISION_HINT": precision, "CACHE_DIR": str(cache_folder() / "compiled")}
     return _core().compile_model(str(folder / IR_NAME), "CPU", config)
 
 
+def _compile(model: nn.Module, model_name: str, size: Tuple[int, int], precision: str):
+    """The compiled OpenVINO model of ``model`` at ``size`` in ``precision``: the IR from the disk
+    cache, else exported now (from a float32 copy when the network is not float32)."""
+    folder = ir_folder(model_name, size, precision, weights_digest(model))
+    if not (folder / IR_NAME).is_file():
+        source = model
+        if any(p.dtype != torch.float32 for p in model.parameters()):
+            source = copy.deepcopy(model).float()
+        _export_ir(source.eval(), folder, size)
+    return _compile_ir(folder, precision)
+
+
 class _Compiled:
     """The compiled models of the networks in this process: per network (held weakly), an LRU of
-    ``(weights version, size, precision) -> compiled model``; and the one background worker."""
+    ``(weights version, size, precision) -> compiled model``; and the one background worker of
+    ``backend="auto"``, which exports in a child process (``_export_in_a_process``) and then compiles.
+    A session that ends while the worker compiles waits for that compile (seconds), never for an export."""
 
     def __init__(self):
         self.lock = threading.Lock()
@@ -189,6 +261,7 @@ class _Compiled:
         self.asked: set = set()
         self.jobs: "queue.Queue" = queue.Queue()
         self.worker: Optional[threading.Thread] = None
+        self.compiling = threading.Lock()  # held while the worker is inside OpenVINO's compile
 
     def get(self, model: nn.Module, key: tuple):
         with self.lock:
@@ -225,7 +298,13 @@ class _Compiled:
                 # a daemon thread: a short job's process exits without waiting for an export
                 self.worker = threading.Thread(target=self._work, name="openvino-export", daemon=True)
                 self.worker.start()
+                atexit.register(self._finish_compile)
         self.jobs.put((weakref.ref(model), key, model_name, job))
+
+    def _finish_compile(self) -> None:
+        with self.compiling:  # OpenVINO torn down mid-compile aborts the process
+            for staged in list(_STAGED):
+                Path(staged).unlink(missing_ok=True)
 
     def _work(self) -> None:
         try:  # Linux: only this thread's (and the threads it starts) priority; elsewhere nothing
@@ -237,9 +316,11 @@ class _Compiled:
             model = ref()
             try:
                 if model is not None and weights_version(model) == key[0]:
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")
-                        compiled = _compile(model, model_name, key[1], key[2], copy_model=True)
+                    folder = ir_folder(model_name, key[1], key[2], weights_digest(model))
+                    if not (folder / IR_NAME).is_file():
+                        _export_in_a_process(model, folder, key[1])
+                    with self.compiling:
+                        compiled = _compile_ir(folder, key[2])
                     self.put(model, key, compiled)
             except Exception as exc:  # auto falls back to torch for good, and says why once
                 with self.lock:
@@ -280,8 +361,12 @@ def openvino_network(model: nn.Module, model_name: str, x: torch.Tensor, backend
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
             warnings.filterwarnings("ignore", message=".*torch.jit.trace.*", category=FutureWarning)
-            compiled = _compile(model, model_name, size, key[2], copy_model=False)
+            compiled = _compile(model, model_name, size, key[2])
         COMPILED.put(model, key, compiled)
     images = x.detach().to(torch.float32).contiguous().numpy()
     output = compiled.output(0)
     return torch.cat([torch.from_numpy(compiled(images[i : i + 1])[output].copy()) for i in range(images.shape[0])])
+
+
+if __name__ == "__main__":
+    sys.exit(_export_from_disk(sys.argv[1:]))

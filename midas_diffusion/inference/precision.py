@@ -21,6 +21,8 @@ from typing import Dict, Optional, Union
 
 import torch
 
+from .measurements import cpu_measurements
+
 DTYPE_NAMES = {
     "float32": torch.float32,
     "fp32": torch.float32,
@@ -62,21 +64,9 @@ def bf16_error_is_visible(error: Bf16Error) -> bool:
 
 # Measured by bench/bf16_accuracy.py on the CPU (AVX512-BF16, 2 threads) with the reference recipe weights
 # (deterministic random weights, not the released ones), on each model's fixture input and 3 synthetic
-# photos; README "The zoo" shows them.
+# photos (cpu_measurements.json); README "The zoo" shows them.
 CPU_BF16_ERROR: Dict[str, Bf16Error] = {
-    "dpt_beit_large_512": Bf16Error(max=0.019, p99=0.01, mean=0.0021),
-    "dpt_beit_large_384": Bf16Error(max=0.024, p99=0.015, mean=0.0028),
-    "dpt_beit_base_384": Bf16Error(max=0.017, p99=0.0098, mean=0.0021),
-    "dpt_swin2_large_384": Bf16Error(max=0.049, p99=0.031, mean=0.0049),
-    "dpt_swin2_base_384": Bf16Error(max=0.026, p99=0.013, mean=0.0037),
-    "dpt_swin2_tiny_256": Bf16Error(max=0.034, p99=0.019, mean=0.0052),
-    "dpt_swin_large_384": Bf16Error(max=0.073, p99=0.028, mean=0.0026),
-    "dpt_next_vit_large_384": Bf16Error(max=0.68, p99=0.47, mean=0.091),
-    "dpt_levit_224": Bf16Error(max=0.017, p99=0.0085, mean=0.0025),
-    "dpt_large_384": Bf16Error(max=0.12, p99=0.028, mean=0.0087),
-    "dpt_hybrid_384": Bf16Error(max=0.46, p99=0.28, mean=0.065),
-    "midas_v21_384": Bf16Error(max=0.0081, p99=0.0052, mean=0.0017),
-    "midas_v21_small_256": Bf16Error(max=0.02, p99=0.0094, mean=0.0014),
+    name: Bf16Error(**error) for name, error in cpu_measurements()["bf16_error"].items()
 }
 
 # Models that "auto" keeps in float32 on the CPU: their bf16 error is visible.
