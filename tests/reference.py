@@ -25,8 +25,16 @@ def _manifests() -> dict:
 
 def manifest(name: str) -> dict:
     """``model_type``, ``net_w``, ``net_h`` and ``entries`` (the original model's ``state_dict()`` in
-    order: ``name``, ``shape``, ``dtype``, ``kind``)."""
-    return _manifests()[name]
+    order: ``name``, ``shape``, ``dtype``, ``kind``); for a Depth Anything model its manifest
+    (``depth_anything_manifest``), which has the same ``entries``."""
+    if name in _manifests():
+        return _manifests()[name]
+    return depth_anything_manifest(name)
+
+
+def midas_models() -> list:
+    """The zoo models of the original MiDaS code (those with fixtures in ``reference_data/fixtures``)."""
+    return list(_manifests())
 
 
 def fixture_input(seed: int, h: int, w: int) -> torch.Tensor:
@@ -100,7 +108,10 @@ def official_key_shapes(name: str) -> dict:
 def official_checkpoint(name: str, seed: int = 0) -> dict:
     """A complete checkpoint in the official layout and key order: the recipe's tensors, and every
     buffer the recipe skips (computed tables, ``num_batches_tracked``) present as zeros, as in a real
-    file. Loaders must drop or ignore the computed ones; their values never reach the model."""
+    file. Loaders must drop or ignore the computed ones; their values never reach the model.
+    Depth Anything models: ``depth_anything_checkpoint`` (no buffers)."""
+    if name not in _manifests():
+        return depth_anything_checkpoint(name, seed)
     weights = recipe_state_dict(name, seed)
     out = {}
     for e in manifest(name)["entries"]:

@@ -19,7 +19,7 @@ from .batching import group_batches
 from .outputs import DepthOutput
 from .openvino_backend import check_backend, openvino_network
 from .precision import resolve_dtype
-from .transforms import check_normalization, network_input_size, normalize_disparity, prepare_compact, resize, with_resolution
+from .transforms import check_normalization, network_input_size, normalize_disparity, prepare_compact, resize_prediction, with_resolution
 from ..loading.weights import resolve_weights
 
 CONFIG_NAME = "midas_depth_config.json"
@@ -401,9 +401,10 @@ class DepthEstimator:
         return self.predict_network(batch)
 
     def _finish(self, prediction, size, flat, percentile, gamma, invert) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Raw map at the image ``size`` (bicubic, as MiDaS ``run.py``) and its normalized disparity;
-        an image of one color (``flat``) has no depth cue: its map is flat too."""
-        raw = resize(prediction[:, None], size, "bicubic")
+        """Raw map at the image ``size`` (as the model's original code resizes it: bicubic for MiDaS,
+        see ``resize_prediction``) and its normalized disparity; an image of one color (``flat``) has
+        no depth cue: its map is flat too."""
+        raw = resize_prediction(prediction[:, None], size, self.preprocess)
         return raw, normalize_disparity(raw, percentile, gamma, invert, flat=flat)
 
     def _runs(self, compact: List[torch.Tensor], batch_size: int, percentile, gamma, invert
