@@ -121,7 +121,9 @@ class DINOv2Encoder(nn.Module):
     def forward(self, x: torch.Tensor) -> FeatureList:
         model = self.model
         x = model.patch_embed.proj(x)  # (B, C, h, w)
-        grid = (x.shape[-2], x.shape[-1])
+        # python ints: the resampling's scale factors are floats of the grid (a traced export, e.g.
+        # OpenVINO, is then valid for the size it was traced at)
+        grid = (int(x.shape[-2]), int(x.shape[-1]))
         tokens = model.patch_embed.norm(x.flatten(2).transpose(1, 2))
         tokens = torch.cat((model.cls_token.expand(tokens.shape[0], -1, -1).to(tokens.dtype), tokens), dim=1)
         tokens = tokens + resample_pos_embed_dinov2(model.pos_embed, grid, tokens.dtype)
