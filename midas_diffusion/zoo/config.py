@@ -74,7 +74,7 @@ class ModelSpec:
     arch: Any  # frozen architecture config consumed by ``build``
     preprocess: PreprocessConfig
     official_weights: Optional[WeightFile] = None
-    hf_hub_id: Optional[str] = None  # transformers DPTForDepthEstimation checkpoint of the same model
+    hf_hub_id: Optional[str] = None  # transformers checkpoint of the same model (DPT- or DepthAnythingForDepthEstimation)
     aliases: Tuple[str, ...] = ()
     description: str = ""
     params_m: float = 0.0
