@@ -92,7 +92,7 @@ def part_one(est: md.DepthEstimator, photo: np.ndarray, iters: int) -> dict:
 def part_two(est: md.DepthEstimator, folder: Path, batch: int, fmt: str, threads: int, iters: int) -> tuple:
     """(CLI images/s, network-only images/s) at ``batch``."""
     from midas_diffusion.cli import build_parser
-    from midas_diffusion.cli.depth import Counts, run_images
+    from midas_diffusion.cli.image_loop import Counts, run_images
     from midas_diffusion.cli.inputs import output_paths
 
     files = sorted(folder.glob("*.jpg"))

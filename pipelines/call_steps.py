@@ -78,6 +78,7 @@ class PreparedDepth:
     work_disparity: torch.Tensor  # (B,1,h,w) at the working size
     size: Tuple[int, int]  # original (H, W)
     work_size: Tuple[int, int]  # multiple of the VAE factor
+    metres: Optional[torch.Tensor] = None  # (B,1,H,W) a metric depth model's metres (None: relative or depth_map)
 
 
 def check_call(*, num_inference_steps=None, strength=None, guidance_scale=None, num_images_per_prompt=None,
@@ -152,8 +153,12 @@ def prepare_depth(
         size, batch = tuple(rgb[0].shape[-2:]), len(rgb)
     if background_mask is not None:  # checked before any depth is estimated
         background_mask = check_background(background_mask, background_weight, *size, batch=batch)
+    metres = None
     if depth_map is None:
         disparity = torch.cat(depth_estimator.estimate(rgb, settings))
+        spec = getattr(getattr(depth_estimator, "estimator", None), "spec", None)
+        if spec is not None and spec.predicts == "metres":  # from the same cache: no second pass
+            metres = torch.cat(depth_estimator.estimate_metres(rgb, settings))
     disparity = apply_background(disparity, background_mask, background_weight)
     height, width = disparity.shape[-2:]
     work = working_size(height, width, multiple=multiple)
@@ -166,7 +171,7 @@ def prepare_depth(
         if work != tuple(batch.shape[-2:]):
             batch = F.interpolate(batch, size=work, mode="bicubic", align_corners=False).clamp(0, 1)
         parent_image = _as_parent_image(image, batch, unchanged=work == (height, width))
-    return PreparedDepth(parent_image, disparity, work_disparity, (int(height), int(width)), work)
+    return PreparedDepth(parent_image, disparity, work_disparity, (int(height), int(width)), work, metres)
 
 
 def _as_parent_image(original: Any, batch: torch.Tensor, unchanged: bool) -> Any:
@@ -301,6 +306,21 @@ def rgbd_disparity(depth_estimator: Any, images: Any, prepared: PreparedDepth, m
     return torch.cat(depth_estimator.estimate(list(images), settings))
 
 
+def rgbd_metres(depth_estimator: Any, images: Any, prepared: PreparedDepth, mode: Optional[str],
+                settings: DepthSettings) -> Optional[torch.Tensor]:
+    """A metric depth model's metres aligned with each output image (as ``rgbd_disparity``), for
+    RGBD exports in metres; None for a relative model, a given ``depth_map`` or no ``rgbd``."""
+    if mode is None or prepared.metres is None:
+        return None
+    count = len(images)
+    if mode == "conditioning":
+        repeat = max(1, count // prepared.metres.shape[0])
+        return prepared.metres.repeat_interleave(repeat, dim=0)[:count]
+    if isinstance(images, torch.Tensor) or (isinstance(images, list) and images and isinstance(images[0], torch.Tensor)):
+        images = [im.float().clamp(0, 1).cpu() for im in images]
+    return torch.cat(depth_estimator.estimate_metres(list(images), settings))  # cached by rgbd_disparity's run
+
+
 def midas_output(pipe: Any, images: Any, prepared: PreparedDepth, midas: MidasArguments, *, output_type: str,
                  return_dict: bool, arguments: Dict[str, Any]):
     """Restore the photo's size, add the RGBD disparity, and build the typed output with the run's
@@ -311,7 +331,9 @@ def midas_output(pipe: Any, images: Any, prepared: PreparedDepth, midas: MidasAr
     output_disparity = rgbd_disparity(pipe.depth_estimator, images, prepared, midas.rgbd, output_type, settings)
     disparity = prepared.disparity.float().cpu()  # results are CPU tensors, wherever the depth ran
     output_disparity = None if output_disparity is None else output_disparity.float().cpu()
+    output_metres = rgbd_metres(pipe.depth_estimator, images, prepared, midas.rgbd, settings)
+    output_metres = None if output_metres is None else output_metres.float().cpu()
     if not return_dict:
         return images, disparity
     return MidasPipelineOutput(images=images, disparity=disparity, settings=run_settings(pipe, arguments, settings),
-                               output_disparity=output_disparity)
+                               output_disparity=output_disparity, output_metres=output_metres)

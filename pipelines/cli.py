@@ -95,17 +95,19 @@ def _add_geometry_arguments(p) -> None:
     p.add_argument("--panorama", action="store_true", help="equirectangular unprojection")
 
 
-def export_rgbd(stem: Path, rgb, disparity, formats, args) -> list:
-    """Write STEM.ply / STEM.glb for one RGBD image; returns the paths written."""
+def export_rgbd(stem: Path, rgb, disparity, formats, args, metres=None) -> list:
+    """Write STEM.ply / STEM.glb for one RGBD image (in ``metres`` where given: a metric depth
+    model's, then --near/--far are not used); returns the paths written."""
     from midas_diffusion.io.rgbd import export_glb, export_ply
 
     written = []
     for fmt in formats:
         path = stem.with_suffix("." + fmt)
         if fmt == "ply":
-            export_ply(path, rgb, disparity, args.fov, args.near, args.far, panorama=args.panorama)
+            export_ply(path, rgb, disparity, args.fov, args.near, args.far, panorama=args.panorama, depth=metres)
         else:
-            export_glb(path, rgb, disparity, args.fov, args.near, args.far, args.max_depth_jump, panorama=args.panorama)
+            export_glb(path, rgb, disparity, args.fov, args.near, args.far, args.max_depth_jump, panorama=args.panorama,
+                       depth=metres)
         written.append(path)
     return written
 
@@ -176,8 +178,10 @@ def _stylize(args) -> int:
         import numpy as np
 
         try:
-            for target, image, disparity in zip(targets, result.images, result.output_disparity):
-                export_rgbd(target.with_suffix(""), np.asarray(image), disparity[0], args.export, args)
+            metres = result.output_metres if result.output_metres is not None else [None] * len(targets)
+            for target, image, disparity, metric in zip(targets, result.images, result.output_disparity, metres):
+                export_rgbd(target.with_suffix(""), np.asarray(image), disparity[0], args.export, args,
+                            None if metric is None else metric[0])
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1

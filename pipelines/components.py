@@ -78,7 +78,7 @@ class MidasDepthEstimator(ModelMixin, ConfigMixin):
             estimator.reduced = reduced
         self._estimator = estimator
         self.net = estimator.model  # the estimator's own network, registered (not copied)
-        self._cache: "OrderedDict[tuple, torch.Tensor]" = OrderedDict()
+        self._cache: "OrderedDict[tuple, tuple]" = OrderedDict()  # key -> (disparity, metres or None)
         self.depth_runs = 0  # network passes (a cache hit runs none)
 
     # ------------------------------------------------------------------ construction
@@ -160,8 +160,21 @@ class MidasDepthEstimator(ModelMixin, ConfigMixin):
         estimator's device (the pipeline conditions there: nothing goes back to the CPU and over again).
         Images are read in their compact form (uint8 stays uint8) and hashed in it; images already
         compact (a ``CompactImages``, as the pipelines pass them) go to the estimator as they are."""
+        return [disparity for disparity, _ in self._estimates(images, settings)]
+
+    @torch.no_grad()
+    def estimate_metres(self, images: Any, settings: DepthSettings = DepthSettings()) -> List[torch.Tensor]:
+        """A metric model's depth of each image in metres: (1,1,H,W) float32 tensors on the estimator's
+        device (from the same cache as ``estimate``: after it, no network pass); ``ValueError`` for a
+        relative model."""
+        if self._estimator.spec.predicts != "metres":
+            raise ValueError(f"{self.model_name} predicts relative disparity, not metres")
+        return [metres for _, metres in self._estimates(images, settings)]
+
+    def _estimates(self, images: Any, settings: DepthSettings) -> List[tuple]:
+        """``(disparity, metres or None)`` of each image, from the cache or one batched run per size."""
         rgb = to_compact_tensors(images, self.config.max_pixels)
-        out: List[Optional[torch.Tensor]] = [None] * len(rgb)
+        out: List[Optional[tuple]] = [None] * len(rgb)
         todo = []
         for i, img in enumerate(rgb):
             key = (image_fingerprint(img), settings.key())
@@ -178,12 +191,13 @@ class MidasDepthEstimator(ModelMixin, ConfigMixin):
             for group in by_size.values():  # one batched call per image size
                 result = runner(CompactImages(rgb[i] for i, _ in group), percentile=settings.percentile, gamma=settings.gamma,
                                 invert=settings.invert, output_device="same")
-                for (i, key), disparity in zip(group, result.per_image("disparity")):
-                    out[i] = self._cache[key] = disparity.unsqueeze(0)
+                metres = result.per_image("metres") if result.metres is not None else [None] * len(group)
+                for (i, key), disparity, metric in zip(group, result.per_image("disparity"), metres):
+                    out[i] = self._cache[key] = (disparity.unsqueeze(0), None if metric is None else metric.unsqueeze(0))
                     while len(self._cache) > self.config.cache_size:
                         self._cache.popitem(last=False)
                 self.depth_runs += 1
-        return out
+        return out  # type: ignore[return-value]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The raw network: normalized (B,3,H,W) -> (B,H,W)."""

@@ -18,12 +18,16 @@ class MidasPipelineOutput(BaseOutput):
     ``settings``: everything needed to reproduce the call (see ``run_settings``).
     ``output_disparity``: with ``rgbd=...``, (N,1,H,W) float32 disparity aligned with each output
     image: the conditioning disparity (``rgbd="conditioning"``) or the disparity re-estimated on
-    the result (``rgbd="reestimate"``); else None."""
+    the result (``rgbd="reestimate"``); else None.
+    ``output_metres``: with ``rgbd=...`` and a metric depth model, (N,1,H,W) float32 depth in metres
+    aligned with each output image the same way (RGBD exports use it instead of a near/far guess);
+    else None."""
 
     images: Any
     disparity: torch.Tensor
     settings: Dict[str, Any] = field(default_factory=dict)
     output_disparity: Optional[torch.Tensor] = None
+    output_metres: Optional[torch.Tensor] = None
 
 
 def run_settings(pipe: Any, arguments: Dict[str, Any], depth_settings: DepthSettings) -> Dict[str, Any]:

@@ -42,13 +42,18 @@ def _write_model(folder: Path, seed: int = 0) -> str:
     return str(est.save_pretrained(folder))
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def _require_engine():
+    """Skip without the ComfyUI engine; fail instead where CI requires it (MIDAS_COMFYUI_REQUIRED=1)."""
     reason = comfyui_engine.why_unavailable()
     if reason:
         if os.environ.get("MIDAS_COMFYUI_REQUIRED") == "1":
             pytest.fail(reason)
         pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    _require_engine()
     from midas_diffusion.ui.cli import install_comfyui
 
     work = tmp_path_factory.mktemp("comfyui")
@@ -76,11 +81,7 @@ def _python_check(python, code: str, cwd) -> str:
 @pytest.fixture(scope="module")
 def clone_server(tmp_path_factory):
     """ComfyUI-Manager's "Install via Git URL" in a Python that never had midas-diffusion."""
-    reason = comfyui_engine.why_unavailable()
-    if reason:
-        if os.environ.get("MIDAS_COMFYUI_REQUIRED") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
+    _require_engine()
     work = tmp_path_factory.mktemp("comfyui-clone")
     python = comfyui_engine.python_without_midas_diffusion(work / "python")
     assert _python_check(python, "import importlib.util, importlib.metadata as m\n"

@@ -473,21 +473,22 @@ def test_cli_builds_a_frozen_config_from_its_json_options(monkeypatch):
         config.device = "cuda"
 
 
-def test_the_apps_pixel_limit_reaches_its_depth_models(tmp_path):
-    """`midas-diffusion ui --max-pixels N`: the depth model refuses what the app refuses, no more."""
+def test_the_apps_pixel_limit_and_backend_reach_its_depth_models(tmp_path):
+    """`midas-diffusion ui --max-pixels N --backend torch`: the depth model refuses what the app refuses, no
+    more, and runs on the backend the app was started with."""
     from midas_diffusion.inference.cache import ModelCache
 
     model = md.create_model("midas_v21_small_256", reduced=True)
     torch.save(model.state_dict(), tmp_path / "tiny.pt")
     config = AppConfig(depth_models={"tiny": str(tmp_path / "tiny.pt")}, default_depth_model="tiny",
-                       max_pixels=MAX_PIXELS, output_dir=str(tmp_path / "out"))
+                       max_pixels=MAX_PIXELS, output_dir=str(tmp_path / "out"), backend="torch")
     original = md.DepthEstimator.from_pretrained
     service = StylizeService(config, cache=ModelCache())
     with pytest.MonkeyPatch.context() as mp:  # the test's checkpoint is of the tiny model of the family
         mp.setattr(md.DepthEstimator, "from_pretrained",
                    lambda path, **kw: original(path, model="midas_v21_small_256", **{**kw, "reduced": True}))
         est = service.depth_model("tiny")
-    assert est.max_pixels == MAX_PIXELS
+    assert est.max_pixels == MAX_PIXELS and est.backend == "torch"
 
 
 def _joined(job):

@@ -33,6 +33,17 @@ def test_core_imports_no_diffusers_transformers_gradio_hosts_or_front_ends():
         assert forbidden not in loaded, forbidden
 
 
+def test_only_the_ray_modules_import_ray():
+    """``ray`` is an optional extra: midas_diffusion/ray.py and cli/depth_ray.py import it (inside functions),
+    no other module does, and importing those two (or the CLI) loads no Ray."""
+    allowed = {"midas_diffusion.ray", "midas_diffusion.cli.depth_ray"}
+    wrong = [f"{path.relative_to(ROOT)}:{line} imports {target}" for path in _our_files() if _module_name(path) not in allowed
+             for target, _, line in _imports(path) if target.split(".")[0] == "ray"]
+    assert not wrong, "\n".join(wrong)
+    loaded = _modules_after("import midas_diffusion.ray, midas_diffusion.cli.depth_ray, midas_diffusion.cli.main")
+    assert "ray" not in loaded
+
+
 def test_pipelines_import_neither_front_ends_nor_hosts():
     loaded = _modules_after("import midas_diffusion.pipelines")
     for forbidden in ("midas_diffusion.ui", "ui", "gradio", "comfy", "modules"):

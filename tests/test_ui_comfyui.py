@@ -119,6 +119,16 @@ def test_model_is_loaded_once_across_executions(tiny_folder):
     assert comfyui.model_cache().counts()["loads"] == loads + 2
 
 
+def test_loader_backend_choice_reaches_the_estimator(tiny_folder):
+    """The loader's optional ``backend`` (default auto, as every estimator) is set on the model it returns."""
+    assert comfyui.MidasLoadDepthModel.INPUT_TYPES()["optional"]["backend"][0] == ["auto", "torch", "openvino"]
+    default = _call(comfyui.MidasLoadDepthModel, model_path=tiny_folder)[0]
+    torch_only = comfyui.MidasLoadDepthModel().load("dpt_beit_large_512", model_path=tiny_folder, backend="torch")[0]
+    assert default.backend == "auto" and torch_only.backend == "torch" and torch_only is not default
+    with pytest.raises(ValueError, match="backend must be one of"):
+        comfyui.MidasLoadDepthModel().load("dpt_beit_large_512", model_path=tiny_folder, backend="tensorrt")
+
+
 def _reduced_folder(tmp_path, name="small", seed=0):
     est = DepthEstimator.from_pretrained("midas_v21_small_256", reduced=True)
     recipe_init_(est.model, seed=seed)

@@ -36,6 +36,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import numpy as np
 
 from midas_diffusion import get_model_spec, list_models
+from midas_diffusion.zoo.labels import model_label, model_notes
 from midas_diffusion.inference.cache import ModelCache, default_cache
 
 from . import runtime
@@ -117,6 +118,9 @@ def preprocessor_class(Preprocessor: type, PreprocessorParameter: type, named_ba
             else:
                 super().__init__()
                 self.name = preprocessor_name(model_name)
+            label = model_label(get_model_spec(model_name))  # metric models and licences other than MIT marked
+            if label != model_name:  # shown in the host's list; the name stays the API's key
+                self._label = preprocessor_name(model_name) + label[len(model_name):]
             self.tags = ["Depth"]
             self.model_filename_filters = ["depth"]  # Forge lists the ControlNet models whose file names match
             self.model_name = model_name
@@ -311,20 +315,35 @@ def _output_dir() -> Path:
 
 def tab_depth(image, model, resolution=0, percentile_low=0.0, percentile_high=100.0, gamma=1.0, invert=False,
               output_dir: Optional[Path] = None):
-    """The tab's "Estimate": -> (8-bit preview, [16-bit PNG path, float32 .npy path])."""
+    """The tab's "Estimate": -> (8-bit preview, [16-bit PNG path, float32 .npy path]); a metric model
+    adds ``NAME-metric.npy`` (float32 metres) and ``NAME-metric.png`` (16-bit millimetres)."""
+    from midas_diffusion.evaluation.metric_files import write_depth_png_mm
     from midas_diffusion.io.writers import write_npy, write_png16
 
     if image is None:
         raise ValueError("no image: drop a photo first")
-    source = model if os.path.exists(str(model)) else get_spec("model").check(model)  # a zoo name, file or folder
+    source = model if os.path.exists(str(model)) else _zoo_name(model)  # a zoo name, file or folder
     est = runtime.load_estimator(source, device="auto")  # the host's ControlNet device
     settings = depth_settings(resolution, percentile_low, percentile_high, gamma, invert)
-    disparity = runtime.disparity_map(est, np.asarray(image)[..., :3], **settings)
+    out = runtime.estimate(est, np.asarray(image)[..., :3], **settings)
+    disparity = out.disparity[0, 0].numpy()
     folder = output_dir or _output_dir()
     stem = folder / f"{Path(str(model)).name}-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**6:06d}"
     png = write_png16(stem.with_suffix(".png"), disparity)
     npy = write_npy(stem.with_suffix(".npy"), disparity)
-    return control_image(disparity), [str(png), str(npy)]
+    files = [str(png), str(npy)]
+    if out.metres is not None:
+        metres = out.metres[0, 0].numpy()
+        files.append(str(write_npy(stem.with_name(stem.name + "-metric.npy"), metres)))
+        files.append(str(write_depth_png_mm(stem.with_name(stem.name + "-metric.png"), metres)))
+    return control_image(disparity), files
+
+
+def _zoo_name(model: str) -> str:
+    """The tab's model choice: a zoo name (the listed ones, or any registered since)."""
+    if model in list_models():
+        return model
+    return get_spec("model").check(model)
 
 
 def tab_export(image, model, resolution=0, percentile_low=0.0, percentile_high=100.0, gamma=1.0,
@@ -332,12 +351,15 @@ def tab_export(image, model, resolution=0, percentile_low=0.0, percentile_high=1
     """The tab's "Export": depth of ``image`` (near = 1), then a PLY point cloud or GLB mesh; -> path."""
     from midas_diffusion.io.rgbd import export_glb, export_ply  # no diffusers needed
 
-    _, (png, npy) = tab_depth(image, model, resolution, percentile_low, percentile_high, gamma, False, output_dir)
+    _, (png, npy, *metric) = tab_depth(image, model, resolution, percentile_low, percentile_high, gamma, False,
+                                       output_dir)
     disparity = np.load(npy)
     rgb = np.asarray(image)[..., :3].astype(np.float32)
     rgb = rgb / 255 if np.asarray(image).dtype == np.uint8 else rgb
     path = Path(npy).with_suffix("." + get_spec("format").check(format))
     camera = dict(fov_deg=float(fov_deg), near=float(near), far=float(far))
+    if metric:  # a metric model: the geometry in its metres, no near/far guess
+        camera["depth"] = np.load(metric[0])
     if format == "ply":
         export_ply(path, rgb, disparity, **camera)
     else:
@@ -348,6 +370,14 @@ def tab_export(image, model, resolution=0, percentile_low=0.0, percentile_high=1
 def _component(gr, name: str, **overrides):
     kwargs: Dict[str, Any] = {**to_gradio_kwargs(get_spec(name)), **overrides}
     return getattr(gr, kwargs.pop("component"))(**kwargs)
+
+
+def model_dropdown(gr):
+    """The tab's model list: every zoo model registered now; its info names the metric models and the
+    licences other than MIT (names stay the choices: older Gradio has no (label, value) pairs)."""
+    notes = model_notes(get_model_spec(name) for name in list_models())
+    info = get_spec("model").help + (f". {notes}" if notes else "")
+    return _component(gr, "model", choices=list_models(), info=info)
 
 
 def _export_click(image, model, resolution, percentile_low, percentile_high, gamma, invert, *export_values):
@@ -365,7 +395,7 @@ def on_ui_tabs():
         with gr.Row():
             with gr.Column():
                 image = gr.Image(label="Photo", type="numpy")
-                depth_inputs = [_component(gr, name) for name in depth_names]
+                depth_inputs = [model_dropdown(gr), *(_component(gr, name) for name in depth_names[1:])]
                 estimate = gr.Button("Estimate depth", variant="primary")
                 export_inputs = [_component(gr, name) for name in export_names]
                 export = gr.Button("Export RGBD")

@@ -23,6 +23,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
+from midas_diffusion import get_model_spec, list_models
 from midas_diffusion.inference.cache import ModelCache, weights_key
 from midas_diffusion.inference.precision import parse_dtype
 
@@ -55,6 +56,20 @@ def _to_mask(disparity: torch.Tensor) -> torch.Tensor:
 def _to_image(disparity: torch.Tensor) -> torch.Tensor:
     """(B,H,W) in [0,1] -> (B,H,W,3) IMAGE (grey, near = white unless inverted)."""
     return _to_mask(disparity).unsqueeze(-1).expand(-1, -1, -1, 3).contiguous()
+
+
+def _model_choice() -> tuple:
+    """The ``model`` combo: every zoo model (registered now), the tooltip naming the metric ones and the
+    licence of those that are not MIT."""
+    from midas_diffusion.zoo.labels import model_notes
+
+    choices, options = to_comfy_input(get_spec("model"))
+    names = list_models()
+    notes = model_notes(get_model_spec(n) for n in names)
+    tooltip = options.get("tooltip", "")
+    if notes:
+        tooltip = f"{tooltip}\n{notes}" if tooltip else notes
+    return (names, {**options, "tooltip": tooltip})
 
 
 def weights_fingerprint(model: str, model_path: str = "", weights_dir: str = "") -> tuple:
@@ -91,30 +106,31 @@ class MidasLoadDepthModel(_Node):
     @classmethod
     def INPUT_TYPES(cls):
         return {
-            "required": _inputs("model", "device", "dtype"),
+            "required": {**_inputs("model", "device", "dtype"), "model": _model_choice()},
             "optional": {
                 "model_path": ("STRING", {"default": "", "tooltip": "checkpoint file or saved folder; overrides model"}),
                 "weights_dir": ("STRING", {"default": "", "tooltip": "folder with the official .pt files"}),
+                **_inputs("backend"),
             },
         }
 
     @classmethod
-    def IS_CHANGED(cls, model, device="auto", dtype="auto", model_path="", weights_dir=""):
+    def IS_CHANGED(cls, model, device="auto", dtype="auto", model_path="", weights_dir="", backend="auto"):
         """ComfyUI runs the loader again when this changes: the weights file's size and mtime."""
         return repr(weights_fingerprint(model, model_path, weights_dir))
 
-    def load(self, model, device="auto", dtype="auto", model_path="", weights_dir=""):
+    def load(self, model, device="auto", dtype="auto", model_path="", weights_dir="", backend="auto"):
         source = model_path.strip() or model
         if model_path.strip() and not os.path.exists(os.path.expanduser(source)):
             raise ValueError(f"model_path {source!r} does not exist")
         load_device, dtype_t = runtime.host_device(device), parse_dtype(dtype)
-        key = (weights_fingerprint(model, model_path, weights_dir), str(load_device), str(dtype_t))
+        key = (weights_fingerprint(model, model_path, weights_dir), str(load_device), str(dtype_t), backend)
 
         def load():
             # loaded where ComfyUI keeps models between runs; a throwaway cache: _MODELS keeps it
             est = runtime.load_estimator(os.path.expanduser(source), device=host.offload_device(load_device),
                                          dtype=dtype_t, weights_dir=weights_dir.strip() or None,
-                                         cache=ModelCache(limits={"depth": 0}))
+                                         cache=ModelCache(limits={"depth": 0}), backend=backend)
             host.return_memory_when_freed(est)
             return est
 
@@ -313,9 +329,11 @@ def _output_dir(output_dir: str) -> Path:
 
 
 class MidasMetricDepth(_Node):
-    """Depth in metres from the disparity and a few known distances (``x, y, metres`` per line, pixel
-    column and row of the image): scale and shift of inverse depth are fitted to the points (robust
-    to a few wrong ones). Feed it the estimate node's disparity made with gamma 1 and no clipping."""
+    """Depth in metres. With a metric depth model (``[metric ...]`` in the loader's list) and the image:
+    the model's own metres, no known distances needed. Otherwise from the disparity and a few known
+    distances (``x, y, metres`` per line, pixel column and row of the image): scale and shift of
+    inverse depth are fitted to the points (robust to a few wrong ones). Feed it the estimate node's
+    disparity made with gamma 1 and no clipping."""
 
     REQUIRES = (("midas_diffusion.evaluation.metric_depth", "metric_depth"),)
     RETURN_TYPES = ("MASK", "STRING")
@@ -324,12 +342,19 @@ class MidasMetricDepth(_Node):
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"disparity": ("MASK",), **_inputs("known_depths", "metric_robust", "max_depth")}}
+        return {"required": _inputs("known_depths", "metric_robust", "max_depth"),
+                "optional": {"disparity": ("MASK", {"tooltip": "a relative model's disparity, fitted to the known distances"}),
+                             "image": ("IMAGE", {"tooltip": "with a metric depth_model: the frames to measure"}),
+                             "depth_model": (MODEL_TYPE, {"tooltip": "a metric model gives metres without known distances"})}}
 
-    def fit(self, disparity, known_depths="", metric_robust="ransac", max_depth=0.0):
+    def fit(self, disparity=None, known_depths="", metric_robust="ransac", max_depth=0.0, image=None, depth_model=None):
         from midas_diffusion.evaluation.metric_depth import metric_depth, sparse_from_points
         from midas_diffusion.evaluation.metric_files import parse_points
 
+        if depth_model is not None and depth_model.spec.predicts == "metres":
+            return self._measure(depth_model, image, max_depth)
+        if disparity is None:
+            raise ValueError("give the disparity and known distances (or a metric depth_model and the image)")
         points = parse_points(get_spec("known_depths").check(known_depths), "known_depths")
         options = metric_settings(metric_robust, max_depth)
         maps = disparity[None] if disparity.ndim == 2 else disparity
@@ -345,6 +370,20 @@ class MidasMetricDepth(_Node):
                          f"{result.residual:.1%}, depth {float(result.depth.min()):.3g}-{float(result.depth.max()):.3g} m")
             progress.set(i + 1)
         return (torch.stack(depths).float().contiguous(), "\n".join(lines))
+
+    def _measure(self, depth_model, image, max_depth=0.0):
+        """A metric model's metres for each frame of ``image`` (capped at ``max_depth`` when set)."""
+        if image is None:
+            raise ValueError(f"{depth_model.spec.name} measures metres itself: connect the image")
+        runtime.check_frames(image)
+        host.load_to_device([depth_model])
+        metres = runtime.metres_frames(depth_model, image, progress=host.Progress(image.shape[0]))
+        cap = get_spec("max_depth").check(max_depth)
+        if cap:
+            metres = metres.clamp(max=cap)
+        lines = [f"frame {i}: metres from {depth_model.spec.name} (metric model, no fit), depth "
+                 f"{float(m.min()):.3g}-{float(m.max()):.3g} m" for i, m in enumerate(metres)]
+        return (metres.contiguous(), "\n".join(lines))
 
 
 class MidasExportRGBD(_Node):

@@ -28,6 +28,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from midas_diffusion import DepthEstimator, get_model_spec, list_models
+from midas_diffusion.zoo.labels import model_tags
 from midas_diffusion.inference.cache import ModelCache
 from midas_diffusion.io.images import DEFAULT_MAX_PIXELS, ImageError, load_image_file
 from midas_diffusion.loading.weights import WeightsNotFoundError, resolve_weights
@@ -60,6 +61,7 @@ class AppConfig:
     device: str = "cpu"
     output_dir: Optional[str] = None
     single_file_config: Optional[str] = None
+    backend: str = "auto"  # what runs the depth network (openvino_backend): auto, torch or openvino
 
 
 class StylizeService:
@@ -100,7 +102,8 @@ class StylizeService:
             if not os.path.exists(source):
                 spec = get_model_spec(source)
                 fps = f", {spec.reference_fps:g} FPS on a 3090" if spec.reference_fps else ""
-                hint = f" — {spec.description}{fps}"
+                tags = model_tags(spec)  # metric models and licences other than MIT
+                hint = (f" [{', '.join(tags)}]" if tags else "") + f" — {spec.description}{fps}"
             mark = "" if present else " [weights missing]"
             out.append((f"{name}{hint}{mark}", name))
         return out
@@ -112,7 +115,7 @@ class StylizeService:
             raise ValueError(hint)
         return runtime.load_estimator(self.config.depth_models[name], device=self.config.device,
                                       weights_dir=self.config.weights_dir, cache=self.cache,
-                                      max_pixels=self.config.max_pixels)
+                                      max_pixels=self.config.max_pixels, backend=self.config.backend)
 
     # ---------------------------------------------------------------- runs
     def request_cancel(self, session: str) -> None:
@@ -264,12 +267,14 @@ class StylizeService:
         if export:
             from midas_diffusion.io.rgbd import export_glb, export_ply
 
-            metric = None
+            metres = None
             if points is not None:  # the mesh in metres, from the known distances
-                metric = self.metric_depth(disparity, points)
+                metres = self.metric_depth(disparity, points).depth
+            elif depth_model.spec.predicts == "metres":  # a metric model: its own metres, no near/far guess
+                metres = self.model_metres(depth_model, rgb, depth_kwargs["processing_resolution"], disparity.shape)
             fn = export_glb if export == "glb" else export_ply
             model3d = str(fn(self.output_dir / f"{stem}.{export}", np.asarray(result.images[0]), disparity,
-                             depth=None if metric is None else metric.depth))
+                             depth=metres))
         return rgb, result, str(out_png), depth16, model3d
 
     @staticmethod
@@ -284,6 +289,16 @@ class StylizeService:
         if not export:
             raise ValueError("known distances make the 3D export metric: choose GLB or PLY under 3D export")
         return parse_points(text, "known distances")
+
+    @staticmethod
+    def model_metres(depth_model: DepthEstimator, rgb: np.ndarray, resolution, size) -> np.ndarray:
+        """A metric model's metres for ``rgb`` at ``size`` (the conditioning disparity's (H,W))."""
+        import torch
+
+        metres = depth_model.at_resolution(resolution)(rgb).metres
+        if tuple(metres.shape[-2:]) != tuple(size):
+            metres = torch.nn.functional.interpolate(metres, size=tuple(size), mode="bilinear", align_corners=False)
+        return metres[0, 0].numpy()
 
     @staticmethod
     def metric_depth(disparity: np.ndarray, points: np.ndarray):

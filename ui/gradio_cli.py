@@ -20,6 +20,8 @@ def add_parsers(sub) -> None:
                    help="local diffusers folder describing single-file bases (default: the method's default base "
                         "from the Hugging Face cache)")
     p.add_argument("--max-pixels", type=float, default=64e6)
+    p.add_argument("--backend", choices=["auto", "torch", "openvino"], default="auto",
+                   help="what runs the depth network (auto: OpenVINO on a CPU where installed and measured faster)")
     p.set_defaults(func=run_ui)
 
 
@@ -32,6 +34,7 @@ def run_ui(args) -> int:
     if args.bases:
         chosen["bases"] = json.loads(args.bases)
     config = AppConfig(concurrency_limit=args.concurrency, device=args.device, weights_dir=args.weights_dir,
-                       max_pixels=int(args.max_pixels), single_file_config=args.single_file_config, **chosen)
+                       max_pixels=int(args.max_pixels), single_file_config=args.single_file_config,
+                       backend=args.backend, **chosen)
     launch(config, host=args.host, port=args.port, share=args.share)
     return 0

@@ -105,6 +105,9 @@ PARAMS: Tuple[ParamSpec, ...] = (
     P("dtype", "Precision", "choice", "auto", choices=("auto", "float32", "float16", "bfloat16"), group="runtime",
       help="auto: depth in bfloat16 on CPUs with native bf16 units (models accurate in it), float16 on CUDA; "
            "diffusion in float16 on CUDA, else float32"),
+    P("backend", "Backend", "choice", "auto", choices=("auto", "torch", "openvino"), group="runtime",
+      help="what runs the depth network: auto = OpenVINO on a CPU where it is installed and measured faster "
+           "for the model, else torch"),
     # rgbd: LDM3D text-to-RGBD
     P("width", "Width", "int", 512, 64, 2048, 8, group="rgbd", help="output width (multiple of 8)"),
     P("height", "Height", "int", 512, 64, 2048, 8, group="rgbd", help="output height (multiple of 8)"),

@@ -85,8 +85,14 @@ def at_resolution(est: DepthEstimator, resolution: Optional[int]) -> DepthEstima
 def disparity_map(est: DepthEstimator, image: Any, processing_resolution: Optional[int] = None, percentile=None,
                   gamma: float = 1.0, invert: bool = False):
     """One image's (H,W) float32 disparity as a numpy array; the settings are ``params.depth_settings``'."""
+    return estimate(est, image, processing_resolution, percentile, gamma, invert).disparity[0, 0].numpy()
+
+
+def estimate(est: DepthEstimator, image: Any, processing_resolution: Optional[int] = None, percentile=None,
+             gamma: float = 1.0, invert: bool = False):
+    """One image's ``DepthOutput`` (``.disparity``; ``.metres`` for a metric model)."""
     runner = at_resolution(est, processing_resolution)
-    return runner(image, percentile=percentile, gamma=gamma, invert=invert).disparity[0, 0].numpy()
+    return runner(image, percentile=percentile, gamma=gamma, invert=invert)
 
 
 def check_frames(frames: Any) -> None:
@@ -102,6 +108,21 @@ def disparity_frames(est: DepthEstimator, frames: torch.Tensor, processing_resol
     in [0,1], near = 1 (0 with ``invert``), each frame estimated and normalized on its own.
     ``progress``: an object with ``check()`` (called before each frame; it may raise to stop) and
     ``set(done)`` (after each), e.g. a host's progress bar."""
+    return _frames(est, frames, "disparity", processing_resolution, progress,
+                   dict(percentile=percentile, gamma=gamma, invert=invert))
+
+
+def metres_frames(est: DepthEstimator, frames: torch.Tensor, processing_resolution: Optional[int] = None,
+                  progress: Any = None) -> torch.Tensor:
+    """A metric model's depth of each frame in metres, (B,H,W) float32 (frames and ``progress`` as
+    ``disparity_frames``); ``ValueError`` for a relative model."""
+    if est.spec.predicts != "metres":
+        raise ValueError(f"{est.spec.name} predicts relative disparity, not metres: give known depths to fit metres")
+    return _frames(est, frames, "metres", processing_resolution, progress, {})
+
+
+def _frames(est: DepthEstimator, frames: torch.Tensor, which: str, processing_resolution, progress, settings
+            ) -> torch.Tensor:
     check_frames(frames)
     runner = at_resolution(est, processing_resolution)
     maps = []
@@ -111,8 +132,8 @@ def disparity_frames(est: DepthEstimator, frames: torch.Tensor, processing_resol
         chw = frame[..., :3].permute(2, 0, 1).float().clamp(0, 1).cpu()
         if chw.shape[0] == 1:
             chw = chw.expand(3, -1, -1)
-        out = runner(chw, percentile=percentile, gamma=gamma, invert=invert)
-        maps.append(out.disparity[0, 0])
+        out = runner(chw, **settings)
+        maps.append(getattr(out, which)[0, 0])
         if progress is not None:
             progress.set(i + 1)
     return torch.stack(maps).float()

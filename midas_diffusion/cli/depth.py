@@ -1,23 +1,23 @@
-"""``midas-diffusion depth``: the parser, the run over images (batched, decoded ahead) and its counts."""
+"""``midas-diffusion depth``: the parser and the run over files and videos (tar shards: ``depth_shards``)."""
 
 from __future__ import annotations
 
 import sys
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Optional, Tuple
 
 from ..zoo.registry import DEFAULT_MODEL
 from .args import parse_export_formats, parse_formats, parse_percentile, positive_int
 from .depth_video import run_video
 from .inputs import collect_inputs, is_video, output_paths, read_file_list
-from .write import all_exist, write_outputs
+from .image_loop import Counts, load_estimator, run_images
+from .write import all_exist
 
 
 def add_depth_parser(sub) -> None:
-    p = sub.add_parser("depth", help="estimate depth for image files, folders, file lists and videos")
-    p.add_argument("inputs", nargs="*", help="images, videos and/or folders (searched recursively)")
+    p = sub.add_parser("depth", help="estimate depth for image files, folders, file lists, videos and tar shards")
+    p.add_argument("inputs", nargs="*", help="images, videos and/or folders (searched recursively); or WebDataset "
+                                             ".tar shards (shards/{00000..00099}.tar), written as shards to OUTPUT")
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.add_argument("--files-from", action="append", default=[], metavar="LIST",
                    help="text file naming one input per line (relative to the current folder); repeatable")
@@ -25,7 +25,9 @@ def add_depth_parser(sub) -> None:
     p.add_argument("--checkpoint", default=None, help="weights file for --model (default: weights folder)")
     p.add_argument("--weights-dir", default=None, help="folder holding the official .pt files")
     p.add_argument("--format", type=parse_formats, default=["png16"],
-                   help="comma list of png16 (16-bit disparity), pfm (raw), npy (raw), preview (color)")
+                   help="comma list of png16 (16-bit disparity), pfm (raw), npy (raw), preview (color); a metric "
+                        "model (see `midas-diffusion models`) also writes NAME-metric.png (16-bit millimetres: "
+                        "metres = value * 0.001) / .npy / .pfm (float32 metres) and NAME-metric.json stating the units")
     p.add_argument("--resolution", type=int, default=None, help="processing resolution (MiDaS --height)")
     p.add_argument("--square", action="store_true", help="resize to a square network input")
     p.add_argument("--percentile", type=parse_percentile, default=None, help="clip LOW,HIGH percentiles")
@@ -63,42 +65,52 @@ def add_depth_parser(sub) -> None:
     p.add_argument("--metric-from", default=None, metavar="POINTS",
                    help="known depths: CSV x,y,depth_m, 16-bit PNG in mm, NPY in metres, EXR (imageio), or a folder "
                         "of them named like the images; also writes NAME-metric.png (mm) / .npy / .pfm (metres) "
-                        "and makes --export metric")
+                        "and makes --export metric (a metric model needs none: it gives metres itself)")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="tar shards: run here, or on Ray (ray.init(); RAY_ADDRESS names an existing cluster)")
+    p.add_argument("--actors", type=positive_int, default=None,
+                   help="--engine ray: model-holding actors (default: the cluster's GPUs with a GPU --device, else 1)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run_depth)
 
 
-def load_estimator(args, device: str):
-    import torch
+def _predicts_metres(model: str) -> bool:
+    """Whether ``--model`` names a metric zoo model (a checkpoint file or folder is known once loaded)."""
+    from ..zoo.registry import get_model_spec
 
-    from ..inference.estimator import DepthEstimator
-
-    est = DepthEstimator.from_pretrained(
-        args.model,
-        checkpoint=args.checkpoint,
-        weights_dir=args.weights_dir,
-        resolution=args.resolution,
-        square=args.square or None,
-        max_pixels=int(args.max_pixels) if args.max_pixels else None,
-        progress=not args.no_progress,
-        dtype=torch.float32,  # cast once, below, for the device it runs on
-    )
-    est.to(device, args.dtype, memory_format=torch.channels_last if args.channels_last else None)
-    est.set_backend(getattr(args, "backend", "auto"))
-    if args.compile:
-        est.compile()
-    return est
+    try:
+        return get_model_spec(model).predicts == "metres"
+    except (ValueError, TypeError):
+        return False
 
 
-class Counts:
-    def __init__(self):
-        self.done = self.skipped = self.failed = 0
+def _metric_from_problem(model: str) -> str:
+    return (f"--metric-from fits a relative model to known depths; {model} predicts metres itself "
+            "(its NAME-metric.* outputs are written without --metric-from)")
+
+
+def with_metric_targets(targets: dict) -> dict:
+    """An image's targets plus its ``NAME-metric.*`` files and their ``NAME-metric.json``."""
+    from ..evaluation.metric_files import metric_sidecar, metric_targets
+
+    metric = metric_targets(targets)
+    return {**targets, **metric, **metric_sidecar(metric)}
 
 
 def run_depth(args) -> int:
     from ..inference.devices import resolve_device
+    from .depth_shards import run_here, run_shards, wants_shards
     from .parallel import current_shard, finish, process_device, sum_counts
 
+    if wants_shards(args.inputs):
+        if args.engine == "ray":
+            from .depth_ray import run_on_ray
+
+            return run_shards(args, run_on_ray)
+        return run_shards(args, run_here)
+    if args.engine == "ray":
+        print("error: --engine ray runs tar shards (give .tar inputs)", file=sys.stderr)
+        return 1
     inputs = list(args.inputs)
     for list_path in args.files_from:
         try:
@@ -133,15 +145,18 @@ def run_depth(args) -> int:
     outdir = Path(args.output)
     images = [(src, output_paths(outdir, stem, args.format + args.export)) for src, stem in pairs if not is_video(src)]
     videos = [(src, stem) for src, stem in pairs if is_video(src)]
+    metric_model = _predicts_metres(args.model)
     if getattr(args, "metric_from", None):
-        from ..evaluation.metric_files import check_metric_request, metric_targets
+        from ..evaluation.metric_files import check_metric_request
 
-        problem = check_metric_request(args.metric_from, len(images), len(videos), args.format, args.export)
+        problem = _metric_from_problem(args.model) if metric_model else None
+        problem = problem or check_metric_request(args.metric_from, len(images), len(videos), args.format, args.export)
         if problem:
             print(f"error: {problem}", file=sys.stderr)
             finish(shard)
             return 1
-        images = [(src, {**targets, **metric_targets(targets)}) for src, targets in images]
+    if getattr(args, "metric_from", None) or metric_model:
+        images = [(src, with_metric_targets(targets)) for src, targets in images]
     todo = []
     for src, targets in images:
         if not args.overwrite and all_exist(targets):
@@ -156,6 +171,17 @@ def run_depth(args) -> int:
             print(f"error: {exc}", file=sys.stderr)
             finish(shard)
             return 1
+        if est.spec.predicts == "metres" and args.tiles:
+            print(f"error: --tiles aligns tiles of relative depth; {est.spec.name} predicts metres (run it without --tiles)",
+                  file=sys.stderr)
+            finish(shard)
+            return 1
+        if est.spec.predicts == "metres" and not metric_model:  # a checkpoint file or folder of a metric model
+            if getattr(args, "metric_from", None):
+                print(f"error: {_metric_from_problem(est.spec.name)}", file=sys.stderr)
+                finish(shard)
+                return 1
+            todo = [(src, with_metric_targets(targets)) for src, targets in todo]
         progress = not args.no_progress and shard.is_main
         run_images(est, todo, args, counts, progress)
         for src, stem in videos:
@@ -173,100 +199,3 @@ def run_depth(args) -> int:
     failed_any = total["failed"] > 0
     finish(shard)
     return 1 if failed_any else 0
-
-
-def run_images(est, todo, args, counts: Counts, progress: bool) -> None:
-    from tqdm.auto import tqdm
-
-    from ..inference.batching import group_batches
-    from ..io.images import load_image_file, to_compact_tensors
-    from .batching import default_decode_threads, peek_size, read_ahead
-
-    if not todo:
-        return
-
-    def net_size(item):
-        size = peek_size(item[0])
-        if size is None or args.tiles:
-            return ("single", str(item[0])) if size is None else ("tiles", size)
-        return est.network_input_size(*size)
-
-    batches = group_batches(todo, net_size, 1 if args.tiles else args.batch_size)
-
-    pinned = est.device.type == "cuda"
-
-    def load(item):  # in the read-ahead threads: decoded, compact (uint8/uint16), pinned for a GPU
-        return to_compact_tensors(load_image_file(item[0], est.max_pixels), est.max_pixels, pin_memory=pinned)[0]
-
-    bar = tqdm(total=len(todo), desc="depth", unit="img", disable=not progress)
-    workers = getattr(args, "decode_threads", None) or default_decode_threads()
-    # decoding runs ahead on `workers` threads; one writer thread writes a batch's files while the
-    # next batch computes (at most one batch of files in flight)
-    written: Optional[Future] = None
-
-    def collect() -> None:
-        nonlocal written
-        if written is not None:
-            done, failed = written.result()  # re-raises what stopped the writer (e.g. a kill)
-            counts.done += done
-            counts.failed += failed
-            written = None
-
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="midas-write") as writer:
-        for batch, loaded in read_ahead(batches, load, depth=args.read_ahead, workers=workers):
-            ready = []
-            for (src, targets), rgb in zip(batch, loaded):
-                if isinstance(rgb, (ValueError, OSError)):
-                    counts.failed += 1
-                    tqdm.write(f"error: {src}: {rgb}", file=sys.stderr)
-                elif isinstance(rgb, BaseException):
-                    raise rgb
-                else:
-                    ready.append((src, targets, rgb))
-            bar.update(len(batch) - len(ready))
-            if not ready:
-                continue
-            try:
-                if args.tiles:
-                    from ..inference.tiling import estimate_tiled
-
-                    outs = [
-                        estimate_tiled(est, rgb, tile_overlap=args.tile_overlap, batch_size=args.batch_size,
-                                       percentile=args.percentile, gamma=args.gamma, invert=args.invert)
-                        for _, _, rgb in ready
-                    ]
-                else:
-                    outs = est.estimate_each([rgb for _, _, rgb in ready], percentile=args.percentile,
-                                             gamma=args.gamma, invert=args.invert, batch_size=len(ready))
-            except (ValueError, OSError) as exc:
-                counts.failed += len(ready)
-                tqdm.write(f"error: {', '.join(str(r[0]) for r in ready)}: {exc}", file=sys.stderr)
-                bar.update(len(ready))
-                continue
-            items = [(src, targets, rgb, out.disparity[0], out.raw[0]) for (src, targets, rgb), out in zip(ready, outs)]
-            collect()
-            written = writer.submit(_write_batch, items, args, bar)
-        collect()
-    bar.close()
-
-
-def _write_batch(items, args, bar) -> Tuple[int, int]:
-    """Write the outputs of one batch (``(src, targets, rgb, disparity, raw)`` each): ``(done, failed)``;
-    a file that cannot be written is reported and counted, the others are written."""
-    from tqdm.auto import tqdm
-
-    done = failed = 0
-    for src, targets, rgb, disparity, raw in items:
-        try:
-            metric = None
-            if getattr(args, "metric_from", None):
-                from ..evaluation.metric_files import metric_for_image
-
-                metric = metric_for_image(args.metric_from, src, raw)
-            write_outputs(targets, disparity, raw, rgb, args, metric)
-            done += 1
-        except (ValueError, OSError) as exc:
-            failed += 1
-            tqdm.write(f"error: {src}: {exc}", file=sys.stderr)
-        bar.update(1)
-    return done, failed

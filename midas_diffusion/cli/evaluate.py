@@ -3,6 +3,10 @@
     midas-diffusion evaluate --model dpt_swin2_tiny_256,dpt_large_384 --dataset nyu --root ~/data/nyu
     midas-diffusion evaluate --model dpt_beit_large_512 --dataset nyu,kitti --root ~/data   # ~/data/nyu, ~/data/kitti
 
+Relative models are aligned to the ground truth by scale and shift (the paper's protocol);
+metric models (``midas-diffusion models`` lists which) are scored on their metres as they are,
+after the dataset's depth cap. Every sample's record says which (``"alignment"``).
+
 Every sample's score is written on its own as soon as it is known (``RESULTS.samples/DATASET/
 MODEL/ID.json``, atomically), so a killed run continues where it stopped and a run with
 ``--limit`` is extended by running again without it. ``RESULTS.json`` and ``RESULTS.csv`` hold the
@@ -87,8 +91,18 @@ def add_evaluate_parser(sub) -> None:
 
 # ------------------------------------------------------------------------------------ prediction
 def _predict(est, image):
-    """The (H,W) raw prediction for one image array, at the image's size."""
+    """The (H,W) raw prediction for one image array, at the image's size: disparity for a relative
+    model, metres for a metric one (``est.spec.predicts``)."""
     return est(image).raw[0, 0]
+
+
+def _prediction(est, raw) -> Dict:
+    """``evaluate_sample``'s prediction arguments: a metric model's metres are scored without alignment."""
+    if est.spec.predicts == "metres":
+        from ..inference.outputs import MIN_METRES
+
+        return {"pred_disparity": None, "pred_metres": raw.clamp(min=MIN_METRES)}
+    return {"pred_disparity": raw}
 
 
 def load_estimator(model: str, args):
@@ -196,7 +210,8 @@ def _score(est, reader, todo, paths, proto, protocol, dataset, label, model, arg
             bar.update(1)
             continue
         try:
-            record.update(evaluate_sample(raw, sample.depth, None, protocol, pairs=sample.pairs))
+            record.update(evaluate_sample(gt_depth=sample.depth, protocol=protocol, pairs=sample.pairs,
+                                          **_prediction(est, raw)))
         except ValueError as exc:  # a property of the data (e.g. no valid depth): stored, not retried
             record["skipped"] = str(exc)
         write_json_atomic(paths[ref.id], record)

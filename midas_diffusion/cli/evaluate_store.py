@@ -54,6 +54,9 @@ def aggregate(records: List[Dict], protocol) -> Dict:
             values = [r[key] for r in scored if key in r]
             if values:
                 entry[key] = sum(values) / len(values)
+        alignments = sorted({r["alignment"] for r in scored if "alignment" in r})
+        if alignments:  # "scale_shift" (relative models) or "none" (metric models, scored on their metres)
+            entry["alignment"] = ",".join(alignments)
         seconds = [r["seconds"] for r in scored if r.get("seconds")]
         entry["fps"] = len(seconds) / sum(seconds) if seconds else None
     return entry

@@ -12,15 +12,18 @@ Known depths (``POINTS``) come as
 A depth image may be smaller than the photo (phone depth sensors are): with the same aspect
 ratio, each known pixel is placed at the matching photo position.
 
-Metric depth is written as ``NAME-metric.png`` (16-bit, millimetres, 0 = none, saturating at
-65.535 m), ``NAME-metric.npy`` and ``NAME-metric.pfm`` (float32 metres).
+Metric depth (fitted to known depths, or a metric model's own prediction) is written as
+``NAME-metric.png`` (16-bit, millimetres, 0 = none, saturating at 65.535 m), ``NAME-metric.npy``
+and ``NAME-metric.pfm`` (float32 metres), with ``NAME-metric.json`` beside them stating the units
+and where the metres came from.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 
@@ -29,6 +32,9 @@ from ..io.writers import SUFFIXES, atomic_path, write_npy, write_pfm
 
 POINT_SUFFIXES = (".csv", ".npy", ".png", ".exr")
 METRIC_FORMATS = ("png16", "npy", "pfm")
+PNG_MM_SCALE = 0.001  # metres per unit of a NAME-metric.png (16-bit millimetres)
+UNITS = {"png16": "millimetres (uint16; metres = value * 0.001; 0 = none; saturates at 65.535 m)",
+         "npy": "metres (float32)", "pfm": "metres (float32)"}
 
 
 def parse_points(text: str, where: str = "known depths") -> np.ndarray:
@@ -120,6 +126,15 @@ def metric_targets(targets: Dict[str, Path]) -> Dict[str, Path]:
     return extra
 
 
+def metric_sidecar(targets: Dict[str, Path]) -> Dict[str, Path]:
+    """``{"metric-json": NAME-metric.json}`` beside the ``metric-*`` targets (none without them)."""
+    first = next((Path(p) for k, p in targets.items() if k.startswith("metric-") and k != "metric-json"), None)
+    if first is None:
+        return {}
+    stem = first.name[: -len(first.suffix)]
+    return {"metric-json": first.with_name(stem + ".json")}
+
+
 def check_metric_request(source: str, image_count: int, video_count: int, formats: List[str],
                          exports: List[str]) -> Optional[str]:
     """Why ``--metric-from`` cannot run with these inputs (``None`` when it can)."""
@@ -146,12 +161,20 @@ def write_depth_png_mm(path: os.PathLike, depth) -> Path:
     return Path(path)
 
 
-def write_metric(targets: Dict[str, Path], metric: MetricDepth) -> None:
-    """Write the ``metric-*`` entries of ``targets``."""
+def write_metric(targets: Dict[str, Path], depth, about: Optional[Dict[str, Any]] = None) -> None:
+    """Write the ``metric-*`` entries of ``targets``: ``depth`` in metres (``(H,W)``); the
+    ``metric-json`` sidecar states the units of each file written beside it and ``about`` (where the
+    metres came from)."""
     writers = {"metric-png16": write_depth_png_mm, "metric-npy": write_npy, "metric-pfm": write_pfm}
+    depth = depth.detach().cpu().float().numpy() if hasattr(depth, "detach") else np.asarray(depth)
     for key, path in targets.items():
         if key in writers:
-            writers[key](path, metric.depth)
+            writers[key](path, depth)
+    if "metric-json" in targets:
+        sidecar = {"files": {Path(p).name: UNITS[k[len("metric-"):]] for k, p in targets.items() if k in writers},
+                   "png16_scale_m": PNG_MM_SCALE, **(about or {})}
+        with atomic_path(targets["metric-json"]) as tmp:
+            tmp.write_text(json.dumps(sidecar, indent=1, sort_keys=True))
 
 
 def metric_for_image(source: os.PathLike, image: os.PathLike, raw, **options) -> MetricDepth:

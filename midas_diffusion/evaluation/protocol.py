@@ -27,6 +27,10 @@ sample (``n = |M|``), the MiDaS protocol:
      sum_i w_i [order_i(prediction) != order_i(human)] / sum_i w_i. Disparity is inverse depth:
      A is predicted farther when ``p_A < p_B``; a tie counts as a disagreement.
 
+A **metric** model (its spec predicts metres) is scored without step 1: its metres ``m`` are
+compared directly, after the same cap, ``z_hat = min(max(m, min_depth), cap)``. The records say
+which (``"alignment": "scale_shift"`` or ``"none"``; WHDR compares orders only, never aligned).
+
 Which metric a dataset reports, its depth cap and its valid depth range are a ``Protocol``;
 ``PROTOCOLS`` holds the defaults per dataset (sources in the README, "Evaluation and metric
 depth"). Every function takes numpy arrays or torch tensors and computes in float64 numpy.
@@ -277,32 +281,54 @@ def valid_depth_mask(gt_depth, protocol: Protocol, mask=None) -> np.ndarray:
     return valid & _mask(mask, gt.shape)
 
 
+def capped_metres(pred_metres, depth_cap: float, min_depth: float = 1e-3) -> np.ndarray:
+    """A metric prediction clipped to ``[min_depth, depth_cap]`` metres (no alignment)."""
+    if not depth_cap > 0:
+        raise ValueError(f"depth_cap must be positive, got {depth_cap}")
+    metres = as_map(pred_metres, "pred_metres")
+    if not np.isfinite(metres).all():
+        raise ValueError("pred_metres contains NaN or infinite values")
+    return np.clip(metres, max(min_depth, 1e-6), depth_cap)
+
+
 def evaluate_sample(pred_disparity, gt_depth=None, mask=None, protocol: Protocol = PROTOCOLS["folder"], *,
-                    pairs=None) -> Dict[str, float]:
+                    pairs=None, pred_metres=None) -> Dict[str, float]:
     """Score one prediction under ``protocol``.
 
     Depth protocols: align ``pred_disparity`` to ``1/gt_depth`` over the valid pixels (``mask``
     and the protocol's depth range), cap, and return every metric (``absrel``, ``delta_bad``,
     ``delta1``-``delta3``, ``rmse``) plus the alignment, the pixel count, and ``metric``/``value``
-    (the protocol's own metric). ``whdr`` protocols need ``pairs`` (see ``as_pairs``) instead of
-    a depth map. Degenerate samples raise ``ValueError``."""
+    (the protocol's own metric). ``pred_metres`` (a metric model's depth in metres) is scored as
+    it is, capped but not aligned (``pred_disparity`` may then be ``None``; ``whdr`` uses
+    ``1/pred_metres``); ``"alignment"`` in a depth protocol's result says which. ``whdr`` protocols need ``pairs``
+    (see ``as_pairs``) instead of a depth map. Degenerate samples raise ``ValueError``."""
     if not isinstance(protocol, Protocol):
         raise ValueError(f"protocol must be a Protocol, got {type(protocol).__name__}")
+    alignment_kind = "none" if pred_metres is not None else "scale_shift"
     if protocol.metric == "whdr":
         if pairs is None:
             raise ValueError(f"protocol {protocol.name!r} scores ordinal pairs: pass pairs=")
+        if pred_metres is not None:
+            pred_disparity = 1.0 / capped_metres(pred_metres, np.inf if protocol.depth_cap is None else protocol.depth_cap)
         value = whdr(pred_disparity, pairs)
-        return {"metric": "whdr", "value": value, "whdr": value, "pairs": int(len(as_pairs(pairs)))}
-    pred, gt = as_map(pred_disparity, "pred_disparity"), as_map(gt_depth, "gt_depth")
-    _same_shape(pred, gt, ("pred_disparity", "gt_depth"))
+        return {"metric": "whdr", "value": value, "whdr": value, "pairs": int(len(as_pairs(pairs)))}  # ordinal: no alignment
+    gt = as_map(gt_depth, "gt_depth")
+    pred = as_map(pred_metres if pred_metres is not None else pred_disparity,
+                  "pred_metres" if pred_metres is not None else "pred_disparity")
+    _same_shape(pred, gt, ("pred_metres" if pred_metres is not None else "pred_disparity", "gt_depth"))
     valid = valid_depth_mask(gt, protocol, mask)
     if valid.sum() < 2:
         raise ValueError(f"the sample has {int(valid.sum())} valid ground-truth pixel(s); at least 2 are needed")
-    target = np.zeros_like(gt)
-    target[valid] = 1.0 / gt[valid]
-    alignment = align_scale_shift(pred, target, valid)
     cap = protocol.depth_cap if protocol.depth_cap is not None else float(gt[valid].max())
-    depth = disparity_to_capped_depth(alignment.aligned, cap)
+    if pred_metres is not None:
+        depth = capped_metres(pred, cap, protocol.min_depth)
+        scale, shift = 1.0, 0.0
+    else:
+        target = np.zeros_like(gt)
+        target[valid] = 1.0 / gt[valid]
+        alignment = align_scale_shift(pred, target, valid)
+        depth = disparity_to_capped_depth(alignment.aligned, cap)
+        scale, shift = alignment.scale, alignment.shift
     d1, d2, d3 = delta_accuracy(depth, gt, valid)
     result = {
         "absrel": absrel(depth, gt, valid),
@@ -311,8 +337,9 @@ def evaluate_sample(pred_disparity, gt_depth=None, mask=None, protocol: Protocol
         "delta2": d2,
         "delta3": d3,
         "rmse": rmse(depth, gt, valid),
-        "scale": alignment.scale,
-        "shift": alignment.shift,
+        "alignment": alignment_kind,
+        "scale": scale,
+        "shift": shift,
         "depth_cap": cap,
         "valid_pixels": int(valid.sum()),
     }

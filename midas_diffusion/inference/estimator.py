@@ -16,7 +16,7 @@ from ..loading.checkpoints import CheckpointLike, identify_checkpoint
 from ..zoo.config import ModelSpec, PreprocessConfig
 from ..io.images import DEFAULT_MAX_PIXELS, VALUE_SCALE, ImageLike, dense_view, to_compact_tensors, to_device
 from .batching import group_batches
-from .outputs import DepthOutput
+from .outputs import MIN_METRES, DepthOutput
 from .openvino_backend import check_backend, openvino_network
 from .precision import resolve_dtype
 from .transforms import check_normalization, network_input_size, normalize_disparity, prepare_compact, resize_prediction, with_resolution
@@ -55,6 +55,13 @@ def _output_device(output_device: OutputDevice, device: torch.device) -> torch.d
         return torch.device(output_device)
     except (RuntimeError, TypeError):
         raise ValueError(f"output_device must be a device, 'same' or None, got {output_device!r}") from None
+
+
+def _joined(parts: List[torch.Tensor]) -> Optional[torch.Tensor]:
+    """The batches' maps as one tensor (``None`` for none: a relative model's metres)."""
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 def _move(t: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -325,7 +332,9 @@ class DepthEstimator:
         output_device: OutputDevice = "cpu",
     ) -> DepthOutput:
         """Depth of one image or a batch of images of one size: ``disparity`` and ``raw`` are
-        ``(B,1,H,W)`` float32 tensors. For images of different sizes use ``estimate_each``.
+        ``(B,1,H,W)`` float32 tensors, and ``metres`` too for a metric model (``spec.predicts ==
+        "metres"``; its ``disparity`` is the normalized ``1/metres``, see ``DepthOutput``). For images
+        of different sizes use ``estimate_each``.
 
         Normalization is per image: min-max (default) or min-max after clipping to
         ``percentile=(low, high)``; then ``gamma``; ``invert=True`` makes near = 0. Results come back
@@ -341,15 +350,15 @@ class DepthEstimator:
                 "use est.estimate_each(images, ...) for one DepthOutput per image at its own size"
             )
         target = _output_device(output_device, self.device)
-        raws, disparities = [], []
-        for _, raw, disparity in self._runs(compact, batch_size, percentile, gamma, invert):
+        raws, disparities, metres = [], [], []
+        for _, raw, disparity, metric in self._runs(compact, batch_size, percentile, gamma, invert):
             raws.append(_move(raw, target))
             disparities.append(_move(disparity, target))
+            if metric is not None:
+                metres.append(_move(metric, target))
         self._wait_for_copies(target)
-        raw = raws[0] if len(raws) == 1 else torch.cat(raws)
-        disparity = disparities[0] if len(disparities) == 1 else torch.cat(disparities)
-        return DepthOutput(disparity=disparity, raw=raw, model_name=self.spec.name,
-                           settings=self._settings(percentile, gamma, invert))
+        return DepthOutput(disparity=_joined(disparities), raw=_joined(raws), model_name=self.spec.name,
+                           settings=self._settings(percentile, gamma, invert), metres=_joined(metres))
 
     @torch.inference_mode()
     def estimate_each(
@@ -370,10 +379,11 @@ class DepthEstimator:
         target = _output_device(output_device, self.device)
         outs: List[Optional[DepthOutput]] = [None] * len(compact)
         settings = self._settings(percentile, gamma, invert)
-        for members, raw, disparity in self._runs(compact, batch_size, percentile, gamma, invert):
+        for members, raw, disparity, metres in self._runs(compact, batch_size, percentile, gamma, invert):
             for k, i in enumerate(members):
                 outs[i] = DepthOutput(disparity=_move(disparity[k : k + 1], target), raw=_move(raw[k : k + 1], target),
-                                      model_name=self.spec.name, settings=dict(settings))
+                                      model_name=self.spec.name, settings=dict(settings),
+                                      metres=None if metres is None else _move(metres[k : k + 1], target))
         self._wait_for_copies(target)
         return outs  # type: ignore[return-value]
 
@@ -400,17 +410,22 @@ class DepthEstimator:
         batch = torch.cat([prepare_compact(img, size, self.preprocess) for img in images])
         return self.predict_network(batch)
 
-    def _finish(self, prediction, size, flat, percentile, gamma, invert) -> Tuple[torch.Tensor, torch.Tensor]:
+    def _finish(self, prediction, size, flat, percentile, gamma, invert
+                ) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
         """Raw map at the image ``size`` (as the model's original code resizes it: bicubic for MiDaS,
-        see ``resize_prediction``) and its normalized disparity; an image of one color (``flat``) has
-        no depth cue: its map is flat too."""
+        see ``resize_prediction``), its normalized disparity and, for a metric model, its metres (the
+        disparity is then normalized ``1/metres``); an image of one color (``flat``) has no depth cue:
+        its disparity is flat too."""
         raw = resize_prediction(prediction[:, None], size, self.preprocess)
-        return raw, normalize_disparity(raw, percentile, gamma, invert, flat=flat)
+        if self.spec.predicts != "metres":
+            return raw, normalize_disparity(raw, percentile, gamma, invert, flat=flat), None
+        metres = raw.clamp(min=MIN_METRES)
+        return raw, normalize_disparity(metres.reciprocal(), percentile, gamma, invert, flat=flat), metres
 
     def _runs(self, compact: List[torch.Tensor], batch_size: int, percentile, gamma, invert
-              ) -> Iterator[Tuple[List[int], torch.Tensor, torch.Tensor]]:
-        """``(indices, raw, disparity)`` for the images in order of their batches: each batch of
-        equal network input size runs through the network once, then is finished per image size."""
+              ) -> Iterator[Tuple[List[int], torch.Tensor, torch.Tensor, Optional[torch.Tensor]]]:
+        """``(indices, raw, disparity, metres or None)`` for the images in order of their batches: each
+        batch of equal network input size runs through the network once, then is finished per image size."""
         for chunk in self._chunks(compact, batch_size):
             prediction = self._predict([compact[i] for i in chunk])
             for rows in group_batches(range(len(chunk)), lambda j: tuple(compact[chunk[j]].shape[-2:]), len(chunk)):
@@ -420,8 +435,9 @@ class DepthEstimator:
                 else:
                     picked = prediction
                 flat = torch.stack([_is_flat(compact[i]) for i in members])
-                raw, disparity = self._finish(picked, tuple(compact[members[0]].shape[-2:]), flat, percentile, gamma, invert)
-                yield members, raw, disparity
+                raw, disparity, metres = self._finish(picked, tuple(compact[members[0]].shape[-2:]), flat,
+                                                      percentile, gamma, invert)
+                yield members, raw, disparity, metres
 
     def _wait_for_copies(self, target: torch.device) -> None:
         if target.type == "cpu" and self.device.type == "cuda":
@@ -435,6 +451,8 @@ class DepthEstimator:
             "invert": invert,
             "net_size": tuple(self.preprocess.net_size),
             "keep_aspect_ratio": self.preprocess.keep_aspect_ratio,
+            "predicts": self.spec.predicts,
+            "max_depth": self.spec.max_depth,
         }
 
     def __repr__(self) -> str:

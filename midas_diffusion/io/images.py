@@ -60,25 +60,39 @@ def upright(img):
 
 def load_image_file(path: Union[str, os.PathLike], max_pixels: int | None = DEFAULT_MAX_PIXELS):
     """Open an image file fully (EXIF orientation applied); errors name the file and the problem."""
-    from PIL import Image, UnidentifiedImageError
-
     path = Path(path)
     if not path.is_file():
         raise ImageError(f"image file not found: {path}")
+    return _open_image(path, str(path), max_pixels)
+
+
+def load_image_bytes(data: bytes, name: str, max_pixels: int | None = DEFAULT_MAX_PIXELS):
+    """An encoded image held in memory (e.g. a tar shard's ``jpg`` member) opened as ``load_image_file``
+    opens a file; ``name`` (the sample's key) names it in errors."""
+    import io
+
+    if not data:
+        raise ImageError(f"cannot read {name}: the image is empty (0 bytes)")
+    return _open_image(io.BytesIO(data), name, max_pixels)
+
+
+def _open_image(source, what: str, max_pixels: int | None):
+    from PIL import Image, UnidentifiedImageError
+
     try:
-        with Image.open(path) as img:
-            check_pixels(img.height, img.width, max_pixels, what=str(path))
+        with Image.open(source) as img:
+            check_pixels(img.height, img.width, max_pixels, what=what)
             img.load()
             shown = upright(img)
             return shown if shown is not img else img.copy()  # the copy outlives the closed file
     except ImageError:
         raise
     except UnidentifiedImageError:
-        raise ImageError(f"cannot read {path}: not an image file (or a format Pillow does not know)") from None
+        raise ImageError(f"cannot read {what}: not an image file (or a format Pillow does not know)") from None
     except Image.DecompressionBombError as exc:
-        raise ImageError(f"cannot read {path}: {exc}") from None
+        raise ImageError(f"cannot read {what}: {exc}") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(f"cannot read {path}: the file is damaged or truncated ({exc})") from None
+        raise ImageError(f"cannot read {what}: the file is damaged or truncated ({exc})") from None
 
 
 # ---------------------------------------------------------------------------- compact form

@@ -47,11 +47,24 @@ def to_uint16(disparity) -> np.ndarray:
     return np.round(np.clip(arr, 0, 1) * 65535).astype(np.uint16)
 
 
-def write_png16(path: os.PathLike, disparity) -> Path:
+def encode_png16(disparity) -> bytes:
+    """The bytes of the 16-bit PNG ``write_png16`` writes (tar shards hold them as ``depth.png``)."""
+    import io
+
     from PIL import Image
 
+    buffer = io.BytesIO()
+    Image.fromarray(to_uint16(disparity)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def write_png16(path: os.PathLike, disparity) -> Path:
+    return _write_bytes(path, encode_png16(disparity))
+
+
+def _write_bytes(path: os.PathLike, data: bytes) -> Path:
     with atomic_path(path) as tmp:
-        Image.fromarray(to_uint16(disparity)).save(tmp, format="PNG")
+        tmp.write_bytes(data)
     return Path(path)
 
 
@@ -63,16 +76,15 @@ def read_uint16_png(path: os.PathLike) -> np.ndarray:
         return np.asarray(img).astype(np.uint16)
 
 
-def write_pfm(path: os.PathLike, values, scale: float = 1.0) -> Path:
+def encode_pfm(values, scale: float = 1.0) -> bytes:
     """Grayscale PFM (``Pf``), little-endian, rows bottom-to-top, as MiDaS writes raw predictions."""
     arr = _as_2d(values)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(b"Pf\n")
-            f.write(f"{arr.shape[1]} {arr.shape[0]}\n".encode())
-            f.write(f"{-abs(scale)}\n".encode())
-            np.flipud(arr).astype("<f4").tofile(f)
-    return Path(path)
+    header = f"Pf\n{arr.shape[1]} {arr.shape[0]}\n{-abs(scale)}\n".encode()
+    return header + np.flipud(arr).astype("<f4").tobytes()
+
+
+def write_pfm(path: os.PathLike, values, scale: float = 1.0) -> Path:
+    return _write_bytes(path, encode_pfm(values, scale))
 
 
 def read_pfm(path: os.PathLike) -> np.ndarray:
@@ -89,11 +101,16 @@ def read_pfm(path: os.PathLike) -> np.ndarray:
     return np.flipud(data.reshape(shape)).astype(np.float32)
 
 
+def encode_npy(values) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    np.save(buffer, _as_2d(values))
+    return buffer.getvalue()
+
+
 def write_npy(path: os.PathLike, values) -> Path:
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, _as_2d(values))
-    return Path(path)
+    return _write_bytes(path, encode_npy(values))
 
 
 def inferno(values: np.ndarray) -> np.ndarray:
@@ -110,12 +127,21 @@ def inferno(values: np.ndarray) -> np.ndarray:
     return (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
-def write_preview(path: os.PathLike, disparity) -> Path:
+def encode_preview(disparity) -> bytes:
+    import io
+
     from PIL import Image
 
-    with atomic_path(path) as tmp:
-        Image.fromarray(inferno(_as_2d(disparity))).save(tmp, format="PNG")
-    return Path(path)
+    buffer = io.BytesIO()
+    Image.fromarray(inferno(_as_2d(disparity))).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def write_preview(path: os.PathLike, disparity) -> Path:
+    return _write_bytes(path, encode_preview(disparity))
 
 
 WRITERS: Dict[str, Callable] = {"png16": write_png16, "pfm": write_pfm, "npy": write_npy, "preview": write_preview}
+# each format's bytes (what WRITERS write; tar shards hold them in memory); pfm and npy take the raw prediction
+ENCODERS: Dict[str, Callable] = {"png16": encode_png16, "pfm": encode_pfm, "npy": encode_npy, "preview": encode_preview}
+RAW_FORMATS = frozenset({"pfm", "npy"})

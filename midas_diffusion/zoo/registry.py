@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import difflib
-from typing import Dict, List
+from contextlib import contextmanager
+from typing import Dict, Iterator, List
 
 from .config import ModelSpec
 
@@ -46,3 +47,16 @@ def resolve_name(name: str) -> str:
 
 def get_model_spec(name: str) -> ModelSpec:
     return _BY_NAME[resolve_name(name)]
+
+
+@contextmanager
+def registered(spec: ModelSpec) -> Iterator[ModelSpec]:
+    """``spec`` in the registry for the ``with`` block only (tests and experiments; the zoo's own
+    models are registered once at import)."""
+    register_model(spec)
+    try:
+        yield spec
+    finally:
+        del _BY_NAME[spec.name]
+        for alias in spec.aliases:
+            _ALIASES.pop(alias, None)
