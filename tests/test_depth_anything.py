@@ -223,6 +223,10 @@ def test_estimator_runs_a_reduced_depth_anything_model():
     assert out.raw.shape[-2:] == (61, 93)
     # the sigmoid head: metres between 0 and the maximum depth
     assert 0 <= float(out.raw.min()) and float(out.raw.max()) <= 20.0
+    assert out.metres is not None and out.metres.shape == out.raw.shape
+    assert float(out.metres.max()) <= 20.0 and float(out.metres.min()) > 0
+    relative = md.DepthEstimator.from_pretrained("depth_anything_v2_vits", reduced=True, dtype=torch.float32)
+    assert relative(image).metres is None
 
 
 def test_input_sides_must_be_multiples_of_14():
