@@ -6,6 +6,7 @@
 """
 
 from .zoo import specs as _specs  # noqa: F401  (registers the models)
+from .zoo import specs_depth_anything as _specs_depth_anything  # noqa: F401  (registers Depth Anything)
 from .zoo.registry import DEFAULT_MODEL, get_model_spec, list_models
 from .loading.checkpoints import CheckpointError
 from .zoo.config import ModelSpec, PreprocessConfig, WeightFile

@@ -25,8 +25,16 @@ def _manifests() -> dict:
 
 def manifest(name: str) -> dict:
     """``model_type``, ``net_w``, ``net_h`` and ``entries`` (the original model's ``state_dict()`` in
-    order: ``name``, ``shape``, ``dtype``, ``kind``)."""
-    return _manifests()[name]
+    order: ``name``, ``shape``, ``dtype``, ``kind``); for a Depth Anything model its manifest
+    (``depth_anything_manifest``), which has the same ``entries``."""
+    if name in _manifests():
+        return _manifests()[name]
+    return depth_anything_manifest(name)
+
+
+def midas_models() -> list:
+    """The zoo models of the original MiDaS code (those with fixtures in ``reference_data/fixtures``)."""
+    return list(_manifests())
 
 
 def fixture_input(seed: int, h: int, w: int) -> torch.Tensor:
@@ -53,19 +61,25 @@ def preprocessing() -> dict:
     return json.loads((REFERENCE_DIR / "preprocessing.json").read_text())
 
 
-def recipe_tensor(key: str, shape: tuple, g: torch.Generator) -> torch.Tensor:
-    """The recipe's rule for one tensor (the first rule that applies)."""
+def _midas_head(key: str) -> bool:
+    return key.startswith("scratch.output_conv")
+
+
+def recipe_tensor(key: str, shape: tuple, g: torch.Generator, is_head=_midas_head) -> torch.Tensor:
+    """The recipe's rule for one tensor (the first rule that applies); ``is_head(key)``: whether the
+    positive head rule applies (MiDaS: names starting with ``scratch.output_conv``)."""
+    head = is_head(key)
     if key.endswith("running_var"):
         return 1 + 0.5 * torch.rand(shape, generator=g)
     if key.endswith("running_mean"):
         return 0.1 * torch.randn(shape, generator=g)
-    if key.startswith("scratch.output_conv") and key.endswith(".bias"):
+    if head and key.endswith(".bias"):
         return 0.5 + 0.02 * torch.randn(shape, generator=g)
     if len(shape) == 1 and key.endswith(".weight"):
         return 1 + 0.1 * torch.randn(shape, generator=g)
     if len(shape) <= 1:
         return 0.02 * torch.randn(shape, generator=g)
-    if key.startswith("scratch.output_conv"):
+    if head:
         return torch.randn(shape, generator=g).abs() / math.sqrt(math.prod(shape[1:]))
     return torch.randn(shape, generator=g) / math.sqrt(math.prod(shape[1:]))
 
@@ -94,7 +108,10 @@ def official_key_shapes(name: str) -> dict:
 def official_checkpoint(name: str, seed: int = 0) -> dict:
     """A complete checkpoint in the official layout and key order: the recipe's tensors, and every
     buffer the recipe skips (computed tables, ``num_batches_tracked``) present as zeros, as in a real
-    file. Loaders must drop or ignore the computed ones; their values never reach the model."""
+    file. Loaders must drop or ignore the computed ones; their values never reach the model.
+    Depth Anything models: ``depth_anything_checkpoint`` (no buffers)."""
+    if name not in _manifests():
+        return depth_anything_checkpoint(name, seed)
     weights = recipe_state_dict(name, seed)
     out = {}
     for e in manifest(name)["entries"]:
@@ -115,3 +132,58 @@ def recipe_init_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
                 continue
             t.copy_(recipe_tensor(key, tuple(t.shape), g))
     return model
+
+
+# ---------------------------------------------------------------------------------------------
+# Depth Anything V2 (``reference_data/depth_anything``): the same recipe with two differences.
+# ---------------------------------------------------------------------------------------------
+
+DEPTH_ANYTHING_DIR = REFERENCE_DIR / "depth_anything"
+
+
+@functools.lru_cache(maxsize=None)
+def _depth_anything_manifests() -> dict:
+    return json.loads(lzma.decompress((DEPTH_ANYTHING_DIR / "manifests.json.xz").read_bytes()))
+
+
+def depth_anything_manifest(name: str) -> dict:
+    """``name``, ``encoder``, ``features``, ``out_channels``, ``max_depth`` (None: relative) and ``entries``."""
+    return _depth_anything_manifests()[name]
+
+
+def depth_anything_fixture(name: str) -> dict:
+    """As ``fixture``: ``x``, ``y``, ``y64``, ``seed``, ``h``, ``w`` (196x266)."""
+    packed = lzma.decompress((DEPTH_ANYTHING_DIR / "fixtures" / f"{name}.npz.xz").read_bytes())
+    with np.load(io.BytesIO(packed)) as data:
+        stored = {k: data[k] for k in data.files}
+    seed, h, w = int(stored["seed"]), int(stored["h"]), int(stored["w"])
+    y = stored["y"]
+    return {"x": fixture_input(seed, h, w).numpy(), "y": y, "y64": y.astype(np.float64) + stored["y64_minus_y"],
+            "seed": seed, "h": h, "w": w}
+
+
+def depth_anything_preprocessing() -> dict:
+    return json.loads((DEPTH_ANYTHING_DIR / "preprocessing.json").read_text())
+
+
+def _depth_anything_head(key: str) -> bool:
+    return "scratch.output_conv" in key
+
+
+def _no_head(key: str) -> bool:
+    return False
+
+
+def depth_anything_checkpoint(name: str, seed: int = 0) -> dict:
+    """The recipe's weights in the official ``DepthAnythingV2`` layout and key order: the head rule
+    for every name containing ``scratch.output_conv``, except for the metric models (plain rules)."""
+    manifest = depth_anything_manifest(name)
+    is_head = _no_head if manifest["max_depth"] is not None else _depth_anything_head
+    g = torch.Generator().manual_seed(seed)
+    weights = {}
+    for e in sorted(manifest["entries"], key=lambda e: e["name"]):
+        key = e["name"]
+        if e["kind"] == "buffer" and not (key.endswith("running_mean") or key.endswith("running_var")):
+            continue
+        weights[key] = recipe_tensor(key, tuple(e["shape"]), g, is_head)
+    return {e["name"]: weights[e["name"]] for e in manifest["entries"] if e["name"] in weights}

@@ -257,7 +257,7 @@ def test_checkpoint_of_another_family_is_an_error(saved):
 
 def test_family_without_transformers_checkpoints_is_an_error(saved):
     _, path = saved("vit")
-    with pytest.raises(CheckpointError, match="only for ViT, ViT-hybrid, BEiT and SwinV2"):
+    with pytest.raises(CheckpointError, match="only for ViT, ViT-hybrid, DINOv2, BEiT and SwinV2"):
         convert_transformers_dpt(read_state_dict(path), create_model("dpt_levit_224", reduced=True))
 
 
@@ -299,5 +299,5 @@ def test_each_family_brings_its_own_rules(name):
 def test_families_without_transformers_checkpoints_say_so(name):
     from midas_diffusion.loading.convert_transformers import model_backbone
 
-    with pytest.raises(CheckpointError, match="only for ViT, ViT-hybrid, BEiT and SwinV2"):
+    with pytest.raises(CheckpointError, match="only for ViT, ViT-hybrid, DINOv2, BEiT and SwinV2"):
         model_backbone(create_model(name, reduced=True))

@@ -2,11 +2,18 @@ import pytest
 
 import midas_diffusion as md
 
-ZOO = [
+MIDAS = [
     "dpt_beit_large_512", "dpt_beit_large_384", "dpt_beit_base_384", "dpt_swin2_large_384",
     "dpt_swin2_base_384", "dpt_swin2_tiny_256", "dpt_swin_large_384", "dpt_next_vit_large_384",
     "dpt_levit_224", "dpt_large_384", "dpt_hybrid_384", "midas_v21_384", "midas_v21_small_256",
 ]
+DEPTH_ANYTHING = [
+    "depth_anything_v2_vitl", "depth_anything_v2_vitb", "depth_anything_v2_vits",
+    "depth_anything_v2_metric_hypersim_vitl", "depth_anything_v2_metric_hypersim_vitb",
+    "depth_anything_v2_metric_hypersim_vits", "depth_anything_v2_metric_vkitti_vitl",
+    "depth_anything_v2_metric_vkitti_vitb", "depth_anything_v2_metric_vkitti_vits",
+]
+ZOO = MIDAS + DEPTH_ANYTHING
 
 
 def test_list_models_is_the_whole_zoo():
@@ -19,12 +26,21 @@ def test_aliases_resolve_to_one_canonical_name(alias, name):
     assert md.get_model_spec(alias).name == name
 
 
+@pytest.mark.parametrize("name", ZOO)
+def test_each_model_says_what_it_predicts_and_its_licence(name):
+    spec = md.get_model_spec(name)
+    assert spec.predicts == ("metres" if "_metric_" in name else "disparity")
+    assert (spec.max_depth is not None) == (spec.predicts == "metres")
+    assert spec.license in ("MIT", "Apache-2.0", "CC-BY-NC-4.0")
+    assert spec.license == "MIT" or name in DEPTH_ANYTHING
+
+
 def test_unknown_name_suggests_close_names():
     with pytest.raises(ValueError, match="unknown model 'dpt_swin2_tiny'.*dpt_swin2_tiny_256"):
         md.get_model_spec("dpt_swin2_tiny")
 
 
-@pytest.mark.parametrize("name", ZOO)
+@pytest.mark.parametrize("name", MIDAS)
 def test_each_model_has_preprocessing_and_weight_sources(name):
     spec = md.get_model_spec(name)
     assert spec.preprocess.net_size[0] in (224, 256, 384, 512)

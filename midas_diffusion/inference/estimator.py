@@ -19,7 +19,7 @@ from .batching import group_batches
 from .outputs import MIN_METRES, DepthOutput
 from .openvino_backend import check_backend, openvino_network
 from .precision import resolve_dtype
-from .transforms import check_normalization, network_input_size, normalize_disparity, prepare_compact, resize, with_resolution
+from .transforms import check_normalization, network_input_size, normalize_disparity, prepare_compact, resize_prediction, with_resolution
 from ..loading.weights import resolve_weights
 
 CONFIG_NAME = "midas_depth_config.json"
@@ -412,10 +412,11 @@ class DepthEstimator:
 
     def _finish(self, prediction, size, flat, percentile, gamma, invert
                 ) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
-        """Raw map at the image ``size`` (bicubic, as MiDaS ``run.py``), its normalized disparity and,
-        for a metric model, its metres (the disparity is then normalized ``1/metres``); an image of
-        one color (``flat``) has no depth cue: its disparity is flat too."""
-        raw = resize(prediction[:, None], size, "bicubic")
+        """Raw map at the image ``size`` (as the model's original code resizes it: bicubic for MiDaS,
+        see ``resize_prediction``), its normalized disparity and, for a metric model, its metres (the
+        disparity is then normalized ``1/metres``); an image of one color (``flat``) has no depth cue:
+        its disparity is flat too."""
+        raw = resize_prediction(prediction[:, None], size, self.preprocess)
         if self.spec.predicts != "metres":
             return raw, normalize_disparity(raw, percentile, gamma, invert, flat=flat), None
         metres = raw.clamp(min=MIN_METRES)

@@ -97,6 +97,18 @@ def resize(image: torch.Tensor, size: Sequence[int], mode: str = "bicubic") -> t
     return F.interpolate(image, size=size, mode=mode, align_corners=align)
 
 
+def resize_prediction(prediction: torch.Tensor, size: Sequence[int], config: PreprocessConfig) -> torch.Tensor:
+    """A ``(B,1,h,w)`` network prediction at the image ``size``, as the model's original code does it
+    (``config.output_interpolation``): bicubic (MiDaS ``run.py``) or bilinear with
+    ``align_corners=True`` (Depth Anything's ``infer_image``)."""
+    if config.output_interpolation == "bilinear_align_corners":
+        size = (int(size[0]), int(size[1]))
+        if tuple(prediction.shape[-2:]) == size:
+            return prediction
+        return F.interpolate(prediction, size=size, mode="bilinear", align_corners=True)
+    return resize(prediction, size, "bicubic")
+
+
 _CUBIC_A = -0.75  # torch's and OpenCV's bicubic coefficient
 _BLOCK = 32  # output rows (columns) per block of the banded product
 

@@ -25,7 +25,7 @@ from torch import nn
 
 from ..zoo.backbones.base import compute_buffers
 from .convert_transformers import convert_transformers_dpt, is_transformers_dpt
-from ..zoo.state_dicts import CheckpointError, StateDict, add_prefix, show_keys, strip_prefix
+from ..zoo.state_dicts import CheckpointError, StateDict, add_prefix, rename_by_rules, show_keys, strip_prefix
 
 __all__ = [
     "CheckpointError",
@@ -219,7 +219,11 @@ def read_key_shapes(source: CheckpointLike) -> StateDict:
 
 
 def convert_official(state_dict: Mapping[str, torch.Tensor], model: nn.Module) -> StateDict:
-    """Official MiDaS layout -> this model's layout (the encoder family's filter)."""
+    """Official layout -> this model's layout: the model's own renames (``checkpoint_rules``, for
+    layouts such as Depth Anything's ``depth_head.*``), then the encoder family's filter."""
+    rules = getattr(model.config, "checkpoint_rules", ())
+    if rules:
+        state_dict = rename_by_rules(state_dict, rules)
     encoder_part = strip_prefix(state_dict, "pretrained.")
     rest = {k: v for k, v in state_dict.items() if not k.startswith("pretrained.")}
     encoder_part = model.config.encoder.filter_checkpoint(encoder_part, model.pretrained)

@@ -2,7 +2,8 @@
 
 The Intel DPT checkpoints on the Hugging Face hub (``Intel/dpt-large``, ``Intel/dpt-hybrid-midas``,
 ``Intel/dpt-beit-*``, ``Intel/dpt-swinv2-*``) are the MiDaS weights renamed by transformers'
-conversion scripts. This module undoes that renaming; it only moves tensors (and re-fuses the
+conversion scripts; the Depth Anything ``-hf`` ones (``DepthAnythingForDepthEstimation``) have the
+same neck with a DINOv2 backbone (``backbone.*``, renamed to the official ``pretrained.*``). This module undoes that renaming; it only moves tensors (and re-fuses the
 split attention projections) and never imports transformers. The result is what an official
 MiDaS ``.pt`` of the same model holds, so ``checkpoints.convert_official`` then applies the
 encoder family's usual filter.
@@ -14,7 +15,7 @@ Mapping (checked against ``transformers/models/dpt/modeling_dpt.py`` and ``save_
 - ``neck.convs.{i-1}`` -> ``scratch.layer{i}_rn``;
 - ``neck.fusion_stage.layers.{L-i}`` -> ``scratch.refinenet{i}`` (``L`` levels), with
   ``projection`` -> ``out_conv`` and ``residual_layer{1,2}.convolution{1,2}`` -> ``resConfUnit{1,2}.conv{1,2}``;
-- ``head.head.{0,2,4}`` -> ``scratch.output_conv.{0,2,4}``;
+- ``head.head.{0,2,4}`` -> ``scratch.output_conv.{0,2,4}`` (Depth Anything: ``head.conv{1,2,3}``);
 - the backbone by its family's rules (``TRANSFORMERS_*`` in ``backbones/vit.py``, ``beit.py``,
   ``swin.py``: ViT ``dpt.*``, hybrid ``dpt.embeddings.backbone.bit.*``, BEiT and SwinV2
   ``backbone.*``), with ``query``/``key``/``value`` fused back into timm's ``qkv``.
@@ -32,13 +33,17 @@ import torch
 from torch import nn
 
 from ..zoo.backbones.beit import TRANSFORMERS_BEIT
+from ..zoo.backbones.dinov2 import TRANSFORMERS_DINOV2
 from ..zoo.backbones.swin import TRANSFORMERS_SWINV2
 from ..zoo.backbones.transformers_dpt import TransformersBackbone
 from ..zoo.backbones.vit import TRANSFORMERS_HYBRID, TRANSFORMERS_VIT
 from ..zoo.state_dicts import CheckpointError, Rule, StateDict, apply_rules, show_keys
 
-# Every family with transformers DPT checkpoints; a checkpoint's family is the one whose keys it has.
-BACKBONES: Tuple[TransformersBackbone, ...] = (TRANSFORMERS_VIT, TRANSFORMERS_HYBRID, TRANSFORMERS_BEIT, TRANSFORMERS_SWINV2)
+# Every family with transformers DPT checkpoints; a checkpoint's family is the first whose keys it has
+# (DINOv2 before BEiT: both have ``backbone.encoder.layer.*``, only DINOv2 ``layer_scale1``).
+BACKBONES: Tuple[TransformersBackbone, ...] = (
+    TRANSFORMERS_VIT, TRANSFORMERS_HYBRID, TRANSFORMERS_DINOV2, TRANSFORMERS_BEIT, TRANSFORMERS_SWINV2
+)
 
 # Buffers transformers computes (older versions saved some); official files' copies are dropped anyway.
 _COMPUTED_BUFFERS = re.compile(r".*\.(relative_position_index|relative_coords_table)")
@@ -88,6 +93,8 @@ def _neck_and_head_rules(levels: int) -> List[Rule]:
             lambda m: refinenet(m) + f"resConfUnit{m.group('u')}.conv{m.group('c')}.{m.group('p')}",
         ),
         (rf"head\.head\.(?P<i>[024])\.{param}", r"scratch.output_conv.\g<i>.\g<p>"),
+        # DepthAnythingForDepthEstimation's head: conv1, conv2, conv3 around the same activations
+        (rf"head\.conv(?P<c>[123])\.{param}", lambda m: f"scratch.output_conv.{2 * (int(m.group('c')) - 1)}.{m.group('p')}"),
     ]
 
 

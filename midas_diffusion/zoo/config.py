@@ -15,6 +15,8 @@ HALF_MEAN = (0.5, 0.5, 0.5)
 HALF_STD = (0.5, 0.5, 0.5)
 
 RESIZE_METHODS = ("minimal", "upper_bound", "lower_bound")
+OUTPUT_INTERPOLATIONS = ("bicubic", "bilinear_align_corners")
+PREDICTIONS = ("disparity", "metres")
 
 
 @dataclass(frozen=True)
@@ -39,12 +41,19 @@ class PreprocessConfig:
     min_side: int = 32
     # Swin, SwinV2 and LeViT only run at their training size.
     fixed_size: bool = False
+    # How the prediction goes back to the image size: "bicubic" (MiDaS ``run.py``, align_corners
+    # False) or "bilinear_align_corners" (Depth Anything's ``infer_image``).
+    output_interpolation: str = "bicubic"
 
     def __post_init__(self):
         if self.resize_method not in RESIZE_METHODS:
             raise ValueError(f"resize_method must be one of {RESIZE_METHODS}, got {self.resize_method!r}")
         if self.fixed_size and self.keep_aspect_ratio:
             raise ValueError("a fixed-size model cannot keep the aspect ratio")
+        if self.output_interpolation not in OUTPUT_INTERPOLATIONS:
+            raise ValueError(
+                f"output_interpolation must be one of {OUTPUT_INTERPOLATIONS}, got {self.output_interpolation!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -65,7 +74,7 @@ class ModelSpec:
     arch: Any  # frozen architecture config consumed by ``build``
     preprocess: PreprocessConfig
     official_weights: Optional[WeightFile] = None
-    hf_hub_id: Optional[str] = None  # transformers DPTForDepthEstimation checkpoint of the same model
+    hf_hub_id: Optional[str] = None  # transformers checkpoint of the same model (DPT- or DepthAnythingForDepthEstimation)
     aliases: Tuple[str, ...] = ()
     description: str = ""
     params_m: float = 0.0
@@ -76,6 +85,10 @@ class ModelSpec:
     predicts: str = "disparity"
     max_depth: Optional[float] = None  # metres: the metric models' output range
     license: str = "MIT"
+
+    def __post_init__(self):
+        if self.predicts not in PREDICTIONS:
+            raise ValueError(f"{self.name}: predicts must be one of {PREDICTIONS}, got {self.predicts!r}")
 
     @property
     def net_size(self) -> Tuple[int, int]:

@@ -3,6 +3,12 @@
 Module names are part of the checkpoint format (``scratch.layerN_rn``,
 ``scratch.refinenetN.{resConfUnit1,resConfUnit2,out_conv}``, ``scratch.output_conv.{0,2,4}``,
 ``scratch.stem_transpose``), so official weights load without renaming.
+
+Depth Anything's ``DPTHead`` is this decoder too: its ``projects``/``resize_layers`` are the ViT
+family's reassembly (``backbones/vit.py`` ``Reassemble``, which its checkpoints are renamed into),
+its fusion blocks are these, and its head is ``output_conv`` resized to the network input
+(``head_size="input"``), ending in a ReLU or a sigmoid scaled to the maximum depth
+(``head_activation``, ``output_scale``).
 """
 
 from __future__ import annotations
@@ -26,6 +32,10 @@ class DecoderConfig:
     carries ``relu(x)``. ``head_channels``: (in, mid, last) of ``output_conv``.
     ``fusion_align_corners``/``head_align_corners``: the bilinear upsampling flags.
     ``stem_transpose``: LeViT's two ConvTranspose+BN+Hardswish stages after ``refinenet1``.
+    ``head_size``: the head's upsampling, ``"double"`` (MiDaS: x2) or ``"input"`` (Depth Anything:
+    exactly the network input's size, 14x the patch grid). ``head_activation``: the last layer,
+    ``"relu"`` (disparity) or ``"sigmoid"`` (metric models), whose output is multiplied by
+    ``output_scale`` (the metric models' maximum depth in metres; 1 otherwise).
     """
 
     in_channels: Tuple[int, ...]
@@ -36,21 +46,34 @@ class DecoderConfig:
     fusion_align_corners: bool = True
     head_align_corners: bool = True
     stem_transpose: Optional[Tuple[int, int, int]] = None  # (in, mid, out) channels
+    head_size: str = "double"
+    head_activation: str = "relu"
+    output_scale: float = 1.0
 
     def __post_init__(self):
         if len(self.in_channels) not in (3, 4) or len(self.in_channels) != len(self.scratch_channels):
             raise ValueError("the decoder takes 3 or 4 levels, with one scratch width per level")
+        if self.head_size not in HEAD_SIZES:
+            raise ValueError(f"head_size must be one of {HEAD_SIZES}, got {self.head_size!r}")
+        if self.head_activation not in HEAD_ACTIVATIONS:
+            raise ValueError(f"head_activation must be one of {tuple(HEAD_ACTIVATIONS)}, got {self.head_activation!r}")
+
+
+HEAD_SIZES = ("double", "input")
+HEAD_ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid}
 
 
 class Interpolate(nn.Module):
-    """Parameter-free bilinear x2 (keeps the index layout of ``output_conv``)."""
+    """Parameter-free bilinear x2, or to a given ``size`` (keeps the index layout of ``output_conv``)."""
 
     def __init__(self, scale_factor: float, align_corners: bool):
         super().__init__()
         self.scale_factor = scale_factor
         self.align_corners = align_corners
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, size: Optional[Sequence[int]] = None) -> torch.Tensor:
+        if size is not None:
+            return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=self.align_corners)
         return F.interpolate(x, scale_factor=self.scale_factor, mode="bilinear", align_corners=self.align_corners)
 
 
@@ -150,10 +173,12 @@ class Scratch(nn.Module):
             nn.Conv2d(c_mid, c_last, kernel_size=3, padding=1),
             nn.ReLU(),
             nn.Conv2d(c_last, 1, kernel_size=1),
-            nn.ReLU(),
+            HEAD_ACTIVATIONS[config.head_activation](),
         )
 
-    def forward(self, features: List[torch.Tensor]) -> torch.Tensor:
+    def forward(self, features: List[torch.Tensor], input_size: Optional[Sequence[int]] = None) -> torch.Tensor:
+        """``features``: the encoder levels; ``input_size``: the network input's ``(H, W)``, which a
+        ``head_size="input"`` head resizes to (required there, unused otherwise)."""
         if len(features) != self.num_levels:
             raise ValueError(f"decoder expects {self.num_levels} feature levels, got {len(features)}")
         layout = torch.channels_last if features[0].device.type == "cpu" else torch.contiguous_format
@@ -169,4 +194,13 @@ class Scratch(nn.Module):
                 path = block(path, projected[i - 1], size=size)
         if self.stem_transpose is not None:
             path = self.stem_transpose(path)
-        return self.output_conv(path)
+        head = self.output_conv
+        if self.config.head_size == "input":
+            if input_size is None:
+                raise ValueError("this decoder's head resizes to the network input: pass its size")
+            out = head[2:](head[1](head[0](path), input_size))
+        else:
+            out = head(path)
+        if self.config.output_scale != 1:
+            out = out * self.config.output_scale
+        return out

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Tuple
 
 import torch
 from torch import nn
 
 from .decoder import DecoderConfig, Scratch
+from .state_dicts import Rule
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,9 @@ class DepthModelConfig:
     decoder: DecoderConfig
     # side lengths of the network input must be multiples of this
     input_multiple: int = 32
+    # renames from an official layout whose module tree differs from ours (Depth Anything's
+    # ``depth_head.*``) to this model's keys, applied by name before the encoder's filter
+    checkpoint_rules: Tuple[Rule, ...] = ()
 
     def __post_init__(self):
         if tuple(self.encoder.out_channels) != tuple(self.decoder.in_channels):
@@ -43,7 +47,8 @@ class DepthModelConfig:
 
 
 class DepthModel(nn.Module):
-    """``forward(x)``: normalized ``(B,3,H,W)`` float -> relative inverse depth ``(B,H,W)``.
+    """``forward(x)``: normalized ``(B,3,H,W)`` float -> ``(B,H,W)``: relative inverse depth, or depth
+    in metres for the metric models (their spec's ``predicts``).
 
     Module names follow the MiDaS checkpoints (``pretrained.*``, ``scratch.*``).
     """
@@ -63,7 +68,7 @@ class DepthModel(nn.Module):
         m = self.config.input_multiple
         if x.shape[-2] % m or x.shape[-1] % m:
             raise ValueError(f"input height and width must be multiples of {m}, got {tuple(x.shape[-2:])}")
-        return self.scratch(self.pretrained(x)).squeeze(1)
+        return self.scratch(self.pretrained(x), x.shape[-2:]).squeeze(1)
 
 
 def build_depth_model(config: DepthModelConfig) -> DepthModel:

@@ -26,7 +26,8 @@ def register_model(spec: ModelSpec) -> ModelSpec:
 
 
 def list_models() -> List[str]:
-    """Canonical names of every zoo model, best quality first (MiDaS README order)."""
+    """Canonical names of every zoo model: the MiDaS zoo best quality first (MiDaS README order), then
+    Depth Anything V2 (relative, then metric; large to small)."""
     return sorted(_BY_NAME, key=lambda n: (_BY_NAME[n].quality_rank, n))
 
 

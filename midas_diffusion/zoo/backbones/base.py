@@ -1,4 +1,45 @@
-"""What every encoder shares: the config protocol, the timm factory call, computed buffers."""
+"""What every encoder shares: the config protocol, the timm factory call, computed buffers.
+
+The backbone contract: how to add a DPT backbone
+================================================
+
+A zoo model is ``DepthModel(pretrained=<encoder>, scratch=<the one DPT decoder>)``. The decoder
+(``zoo/decoder.py``) knows nothing of its backbone: it takes 3 or 4 NCHW feature levels, fine to
+coarse, each half the size of the one before (DPT: 1/4, 1/8, 1/16, 1/32 of the input for a /16 ViT).
+A new backbone is one module ``zoo/backbones/<family>.py`` and one spec per model; nothing else of
+the package changes. It is what the MiDaS families and Depth Anything (``dinov2.py``) do.
+
+1. **Spec.** A frozen dataclass ``<Family>EncoderConfig`` (the ``EncoderConfig`` protocol below):
+   ``out_channels`` (the widths of the levels it returns), the timm model name, the hooks, and
+   ``build()``, ``filter_checkpoint()``, ``reduced()``. Register a ``ModelSpec`` (``zoo/config.py``)
+   per model with ``register_model``: ``arch=DepthModelConfig(encoder, DecoderConfig(in_channels=
+   out_channels, ...), input_multiple=...)``, its ``PreprocessConfig`` (size, resize method,
+   multiple, mean/std, how the prediction goes back: ``output_interpolation``), what it predicts
+   (``"disparity"`` or ``"metres"`` with ``max_depth``), its weights and licence. Architecture
+   differences are configuration: ``DecoderConfig`` fields (head size, activation, scale,
+   fusion flags), never a copy of the decoder nor an if/elif on names.
+2. **Feature hooks.** ``build()`` returns an ``nn.Module`` whose ``forward(x)`` gives the list of
+   levels. Compose timm, never patch it: build the timm model with ``create_timm_model`` (no
+   download) and call its parts (``patch_embed``, ``blocks``, ``stages``, ``forward_intermediates``)
+   in your own ``forward``; no ``types.MethodType``, forward hooks or module-global state. The hook
+   indices are data in the config (the original code's table). Where the original differs from timm
+   (position-embedding resampling, readout), write that function in the family module and name the
+   difference in its docstring. Token backbones turn tokens into levels with ``vit.Reassemble``
+   (readout ``"project"``/``"ignore"``, 1x1 conv, resample x4/x2/x1/x0.5).
+3. **Checkpoint rules.** Official files load by key *name*, never by position or order (``.pt``,
+   ``.safetensors`` and dicts in any key order give the same model). ``filter_checkpoint(sd, module)``
+   maps the official keys under ``pretrained.`` to your module's keys and drops only classifier heads
+   and computed buffers, by explicit rules (``state_dicts.py``: ``rename_by_rules``, ``drop_keys``);
+   your own ``state_dict()`` must pass through it unchanged. Keys outside ``pretrained.`` that the
+   original names differently go in ``DepthModelConfig.checkpoint_rules`` (Depth Anything's
+   ``depth_head.*``). Computed buffers are non-persistent and recomputable after a ``meta`` build
+   (timm's ``init_non_persistent_buffers``). A family with transformers checkpoints defines a
+   ``TransformersBackbone`` (``transformers_dpt.py``) and returns it from ``transformers_backbone()``.
+   The loader is strict: anything not loaded or dropped by a rule is an error naming the keys.
+4. **Tests.** The registry-driven tests (``tests/test_checkpoints.py``, ``test_registry.py``,
+   ``test_estimator.py``) pick the new models up; add the original's key list and float64 outputs
+   on recipe weights (``tests/reference_data``) and compare to ~1e-8 of the range.
+"""
 
 from __future__ import annotations
 

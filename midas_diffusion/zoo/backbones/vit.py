@@ -44,23 +44,31 @@ def _resample_layer(channels: int, factor: float) -> nn.Module | None:
     raise ValueError(f"unsupported reassemble factor {factor}")
 
 
+READOUTS = ("project", "ignore")
+
+
 class Reassemble(nn.Module):
     """MiDaS ``act_postprocessN``: readout, tokens to a grid, 1x1 conv, resample.
 
     Children are named ``0`` (readout), ``3`` (1x1 conv) and ``4`` (resample), the indices they
     have in MiDaS' Sequential, whose parameter-free steps 1-2 (transpose, unflatten) are done here.
+    ``readout="ignore"`` drops the class token instead (no ``0``): Depth Anything's ``DPTHead``
+    with ``use_clstoken=False``, whose ``projects``/``resize_layers`` are ``3``/``4``.
     """
 
-    def __init__(self, dim: int, out_channels: int, factor: float):
+    def __init__(self, dim: int, out_channels: int, factor: float, readout: str = "project"):
         super().__init__()
-        self.add_module("0", ProjectReadout(dim))
+        if readout not in READOUTS:
+            raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
+        if readout == "project":
+            self.add_module("0", ProjectReadout(dim))
         self.add_module("3", nn.Conv2d(dim, out_channels, kernel_size=1))
         resample = _resample_layer(out_channels, factor)
         if resample is not None:
             self.add_module("4", resample)
 
     def forward(self, tokens: torch.Tensor, cls_token: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
-        x = self._modules["0"](tokens, cls_token)
+        x = self._modules["0"](tokens, cls_token) if "0" in self._modules else tokens
         x = tokens_to_grid(x, grid)
         x = self._modules["3"](x)
         if "4" in self._modules:
