@@ -21,7 +21,6 @@ over run i of bf16): the table gives their median and, for two runs or more, the
 from __future__ import annotations
 
 import argparse
-import json
 import gc
 import sys
 from pathlib import Path
@@ -35,12 +34,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import midas_diffusion as md  # noqa: E402
 from midas_diffusion.loading.checkpoints import load_into  # noqa: E402
-from midas_diffusion.inference.measurements import update_measurements  # noqa: E402
 from photos import synthetic_photo  # noqa: E402
 from reference import fixture, official_checkpoint  # noqa: E402
 import statistics  # noqa: E402
 
-from throughput import timed_seconds  # noqa: E402
+from throughput import report_measured, timed_seconds  # noqa: E402
 
 
 def _minmax(y: torch.Tensor) -> torch.Tensor:
@@ -128,9 +126,7 @@ def main(argv=None) -> int:
         print(f"| {name} | {r['max']:.2e} | {r['p99']:.2e} | {r['mean']:.2e} | {r['fixture_max']:.2e} | {r['photo_max']:.2e} "
               f"| {_speedup(r['speedups'])} | {auto} |", flush=True)
     print(f"# refused (BF16_INACCURATE): {sorted(refused)}")
-    print("bf16_error = " + json.dumps(entries))
-    if args.update:
-        print(f"# written to {update_measurements('bf16_error', entries)}")
+    report_measured("bf16_error", entries, args.update)
     return 0
 
 

@@ -21,7 +21,6 @@ precision) are what ``openvino_backend.OPENVINO_SPEEDUP`` holds: ``--update`` wr
 from __future__ import annotations
 
 import argparse
-import json
 import gc
 import os
 import sys
@@ -38,11 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import midas_diffusion as md  # noqa: E402
 from midas_diffusion.inference import openvino_backend  # noqa: E402
-from midas_diffusion.inference.measurements import update_measurements  # noqa: E402
 from midas_diffusion.inference.precision import resolve_dtype  # noqa: E402
 from midas_diffusion.loading.checkpoints import load_into  # noqa: E402
 from reference import fixture, official_checkpoint  # noqa: E402
-from throughput import median_seconds, print_table_head  # noqa: E402
+from throughput import median_seconds, print_table_head, report_measured  # noqa: E402
 
 LABELS = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 
@@ -137,9 +135,7 @@ def main(argv=None) -> int:
                          ("model", "path", "img/s b1", "img/s b4", "first call s", "cached start s",
                           "max |Δ| vs torch fp32"))
         speedups = {name: run_model(name, args) for name in args.models.split(",")}
-    print("openvino_speedup = " + json.dumps(speedups))
-    if args.update:
-        print(f"# written to {update_measurements('openvino_speedup', speedups)}")
+    report_measured("openvino_speedup", speedups, args.update)
     return 0
 
 

@@ -62,6 +62,18 @@ def print_table_head(title: str, columns) -> None:
     print("|" + "---|" * len(columns), flush=True)
 
 
+def report_measured(part: str, entries: dict, update: bool) -> None:
+    """Print a bench's measured ``entries`` (per model) for ``part`` of ``inference/cpu_measurements.json``,
+    and with ``update`` write them there."""
+    import json
+
+    from midas_diffusion.inference.measurements import update_measurements
+
+    print(f"{part} = " + json.dumps(entries))
+    if update:
+        print(f"# written to {update_measurements(part, entries)}")
+
+
 def median_seconds(fn, x, iters, warmup, device) -> float:
     return statistics.median(timed_seconds(fn, x, iters, warmup, device))
 

@@ -142,7 +142,7 @@ def test_comfyui_lists_the_node_pack(server):
         assert info[name]["category"] == "MiDaS depth" and info[name]["python_module"].startswith("custom_nodes.")
     loader = info["MidasLoadDepthModel"]
     assert list(loader["input"]["required"]) == ["model", "device", "dtype"]
-    assert list(loader["input"]["optional"]) == ["model_path", "weights_dir"]
+    assert list(loader["input"]["optional"]) == ["model_path", "weights_dir", "backend"]
     assert loader["output"] == ["MIDAS_DEPTH_MODEL"] and MODEL in loader["input"]["required"]["model"][0]
     assert not [line for line in server.log if "[midas-diffusion]" in line and "disabled" in line]
 

@@ -19,8 +19,8 @@ the package changes. It is what the MiDaS families and Depth Anything (``dinov2.
    differences are configuration: ``DecoderConfig`` fields (head size, activation, scale,
    fusion flags), never a copy of the decoder nor an if/elif on names.
 2. **Feature hooks.** ``build()`` returns an ``nn.Module`` whose ``forward(x)`` gives the list of
-   levels. Compose timm, never patch it: build the timm model with ``create_timm_model`` (no
-   download) and call its parts (``patch_embed``, ``blocks``, ``stages``, ``forward_intermediates``)
+   levels. Compose timm, never patch it: subclass ``TimmEncoder`` (it builds ``self.model`` from
+   the config's timm name with ``create_timm_model``: no download) and call its parts (``patch_embed``, ``blocks``, ``stages``, ``forward_intermediates``)
    in your own ``forward``; no ``types.MethodType``, forward hooks or module-global state. The hook
    indices are data in the config (the original code's table). Where the original differs from timm
    (position-embedding resampling, readout), write that function in the family module and name the
@@ -74,6 +74,17 @@ class EncoderConfig(Protocol):
 def create_timm_model(name: str, overrides: Tuple[Tuple[str, Any], ...] = (), **kwargs) -> nn.Module:
     """Build a randomly initialized timm model (never downloads: ``pretrained=False``)."""
     return timm.create_model(name, pretrained=False, **dict(overrides), **kwargs)
+
+
+class TimmEncoder(nn.Module):
+    """The base of an encoder around one timm model: ``self.config`` (its frozen config) and
+    ``self.model``, built from the config's ``timm_name`` and ``timm_overrides`` without a classifier
+    (checkpoint keys of the timm model start with ``model.``)."""
+
+    def __init__(self, config: Any):
+        super().__init__()
+        self.config = config
+        self.model = create_timm_model(config.timm_name, config.timm_overrides, num_classes=0)
 
 
 def tokens_to_grid(tokens: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..state_dicts import drop_keys
-from .base import FeatureList, create_timm_model, float32_or_wider
+from .base import FeatureList, TimmEncoder, float32_or_wider
 from .transformers_dpt import MODEL, QKV, TOKEN_BLOCK_RULES, WB, TransformersBackbone, block_rules
 from .vit import Reassemble
 
@@ -106,11 +106,9 @@ class BeitEncoderConfig:
         return replace(self, hooks=(0, 1, 2, 3), timm_overrides=overrides, out_channels=(8, 16, 32, 32))
 
 
-class BeitEncoder(nn.Module):
+class BeitEncoder(TimmEncoder):
     def __init__(self, config: BeitEncoderConfig):
-        super().__init__()
-        self.config = config
-        self.model = create_timm_model(config.timm_name, config.timm_overrides, num_classes=0)
+        super().__init__(config)
         dim = self.model.embed_dim
         for level, (channels, factor) in enumerate(zip(config.out_channels, config.resample)):
             self.add_module(f"act_postprocess{level + 1}", Reassemble(dim, channels, factor))

@@ -16,21 +16,23 @@ from torch import nn
 from .base import FeatureList, create_timm_model
 
 
-def _identity_filter(state_dict: Dict[str, torch.Tensor], module: nn.Module) -> Dict[str, torch.Tensor]:
-    return dict(state_dict)
-
-
 @dataclass(frozen=True)
-class ResNetEncoderConfig:
+class CNNEncoderConfig:
+    """What both v2.1 encoder configs hold: the timm model and the widths of ``layer1..layer4``. Their
+    official keys are the module's own (``filter_checkpoint`` keeps them as they are)."""
+
     timm_name: str
     out_channels: Tuple[int, ...]
     timm_overrides: Tuple[Tuple[str, Any], ...] = ()
 
+    def filter_checkpoint(self, state_dict: Dict[str, torch.Tensor], module: nn.Module) -> Dict[str, torch.Tensor]:
+        return dict(state_dict)
+
+
+@dataclass(frozen=True)
+class ResNetEncoderConfig(CNNEncoderConfig):
     def build(self) -> nn.Module:
         return ResNetEncoder(self)
-
-    def filter_checkpoint(self, state_dict, module):
-        return _identity_filter(state_dict, module)
 
     def reduced(self) -> "ResNetEncoderConfig":
         return replace(self, timm_overrides=(("layers", (1, 1, 1, 1)), ("base_width", 4), ("cardinality", 4)))
@@ -56,18 +58,12 @@ class ResNetEncoder(nn.Module):
 
 
 @dataclass(frozen=True)
-class EfficientNetEncoderConfig:
-    timm_name: str
-    out_channels: Tuple[int, ...]
+class EfficientNetEncoderConfig(CNNEncoderConfig):
     # which of timm's block stages make up layer1..layer4
     stage_slices: Tuple[Tuple[int, int], ...] = ((0, 2), (2, 3), (3, 5), (5, 9))
-    timm_overrides: Tuple[Tuple[str, Any], ...] = ()
 
     def build(self) -> nn.Module:
         return EfficientNetEncoder(self)
-
-    def filter_checkpoint(self, state_dict, module):
-        return _identity_filter(state_dict, module)
 
     def reduced(self) -> "EfficientNetEncoderConfig":
         return replace(self, timm_name="tf_efficientnet_lite0", out_channels=(24, 40, 112, 320))

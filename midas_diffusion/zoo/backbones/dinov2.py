@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..state_dicts import Rule, apply_rules
-from .base import FeatureList, create_timm_model
+from .base import FeatureList, TimmEncoder
 from .transformers_dpt import QKV, WB, TransformersBackbone, block_rules
 from .vit import Reassemble
 
@@ -106,11 +106,9 @@ _OFFICIAL_RULES: Tuple[Rule, ...] = (
 )
 
 
-class DINOv2Encoder(nn.Module):
+class DINOv2Encoder(TimmEncoder):
     def __init__(self, config: DINOv2EncoderConfig):
-        super().__init__()
-        self.config = config
-        self.model = create_timm_model(config.timm_name, config.timm_overrides, num_classes=0)
+        super().__init__(config)
         dim = self.model.embed_dim
         for level, channels in enumerate(config.out_channels):
             self.add_module(

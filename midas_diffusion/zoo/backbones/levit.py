@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..state_dicts import Rule, add_prefix, drop_keys, indexed, rename_by_rules, strip_prefix
-from .base import FeatureList, create_timm_model, tokens_to_grid
+from .base import FeatureList, TimmEncoder, tokens_to_grid
 
 
 @dataclass(frozen=True)
@@ -81,11 +81,9 @@ def official_rules(levit: nn.Module) -> List[Rule]:
     ]
 
 
-class LevitEncoder(nn.Module):
+class LevitEncoder(TimmEncoder):
     def __init__(self, config: LevitEncoderConfig):
-        super().__init__()
-        self.config = config
-        self.model = create_timm_model(config.timm_name, config.timm_overrides, num_classes=0)
+        super().__init__(config)
 
     def forward(self, x: torch.Tensor) -> FeatureList:
         model = self.model

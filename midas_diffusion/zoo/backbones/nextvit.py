@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..state_dicts import Rule, add_prefix, drop_keys, indexed, rename_by_rules, strip_prefix
-from .base import FeatureList, create_timm_model
+from .base import FeatureList, TimmEncoder
 
 
 @dataclass(frozen=True)
@@ -49,11 +49,9 @@ def official_rules(nextvit: nn.Module) -> List[Rule]:
     return [(r"features\.(?P<n>\d+)\.(?P<rest>.+)", indexed(official_block_names(nextvit), inner))]
 
 
-class NextViTEncoder(nn.Module):
+class NextViTEncoder(TimmEncoder):
     def __init__(self, config: NextViTEncoderConfig):
-        super().__init__()
-        self.config = config
-        self.model = create_timm_model(config.timm_name, config.timm_overrides, num_classes=0)
+        super().__init__(config)
 
     def forward(self, x: torch.Tensor) -> FeatureList:
         return self.model.forward_intermediates(

@@ -20,7 +20,7 @@ from timm.models.swin_transformer_v2 import WindowAttention as WindowAttentionV2
 from torch import nn
 
 from ..state_dicts import add_prefix, strip_prefix
-from .base import FeatureList, create_timm_model
+from .base import FeatureList, TimmEncoder
 from .transformers_dpt import MODEL, QKV, TOKEN_BLOCK_RULES, WB, TransformersBackbone, block_rules
 
 
@@ -129,11 +129,9 @@ class CachedBiasWindowAttention(WindowAttentionV2):
         return self.proj(out.transpose(1, 2).reshape(batch, n, channels))
 
 
-class SwinEncoder(nn.Module):
+class SwinEncoder(TimmEncoder):
     def __init__(self, config: SwinEncoderConfig):
-        super().__init__()
-        self.config = config
-        self.model = create_timm_model(config.timm_name, config.timm_overrides, num_classes=0)
+        super().__init__(config)
         self.model.head = nn.Identity()  # classifier weights are not part of the depth model
         for module in list(self.model.modules()):  # SwinV2 blocks: the attention with a cached bias
             if isinstance(getattr(module, "attn", None), WindowAttentionV2):

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..state_dicts import Rule, drop_keys
-from .base import FeatureList, create_timm_model, float32_or_wider, tokens_to_grid
+from .base import FeatureList, TimmEncoder, float32_or_wider, tokens_to_grid
 from .transformers_dpt import MODEL, QKV, TOKEN_BLOCK_RULES, WB, TransformersBackbone, block_rules
 
 
@@ -123,11 +123,9 @@ class ViTEncoderConfig:
         return self.out_channels[: self.cnn_levels] + (8, 16, 32, 32)[self.cnn_levels :]
 
 
-class ViTEncoder(nn.Module):
+class ViTEncoder(TimmEncoder):
     def __init__(self, config: ViTEncoderConfig):
-        super().__init__()
-        self.config = config
-        self.model = create_timm_model(config.timm_name, config.timm_overrides, num_classes=0)
+        super().__init__(config)
         dim = self.model.embed_dim
         for level in range(config.cnn_levels, len(config.hooks)):
             self.add_module(
