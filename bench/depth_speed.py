@@ -28,6 +28,28 @@ import midas_diffusion as md  # noqa: E402
 from midas_diffusion.loading.checkpoints import load_into  # noqa: E402
 
 
+# DINOv2 sizes of Depth Anything V2: (timm model) -> (hidden size, layers, heads)
+_DINOV2 = {"vit_small_patch14_dinov2": (384, 12, 6), "vit_base_patch14_dinov2": (768, 12, 12),
+           "vit_large_patch14_dinov2": (1024, 24, 16)}
+
+
+def depth_anything_config(name: str):
+    """transformers' ``DepthAnythingConfig`` of the zoo's Depth Anything V2 model ``name`` (read off its spec)."""
+    from transformers import DepthAnythingConfig, Dinov2Config
+
+    spec = md.get_model_spec(name)
+    encoder, decoder = spec.arch.encoder, spec.arch.decoder
+    hidden, layers, heads = _DINOV2[encoder.timm_name]
+    backbone = Dinov2Config(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                            image_size=spec.net_size[0], patch_size=14, layerscale_value=1.0, apply_layernorm=True,
+                            reshape_hidden_states=False, out_indices=[h + 1 for h in encoder.hooks])
+    metric = spec.predicts == "metres"
+    return DepthAnythingConfig(
+        backbone_config=backbone, reassemble_hidden_size=hidden, neck_hidden_sizes=list(encoder.out_channels),
+        fusion_hidden_size=decoder.scratch_channels[0], patch_size=14,
+        depth_estimation_type="metric" if metric else "relative", max_depth=int(spec.max_depth or 1))
+
+
 def transformers_config(name: str):
     """A transformers DPTConfig of the same architecture as zoo model ``name`` (None if it has none)."""
     from transformers import BeitConfig, DPTConfig, Swinv2Config
@@ -58,6 +80,8 @@ def transformers_config(name: str):
             pretrained_window_sizes=pretrained, out_features=["stage1", "stage2", "stage3", "stage4"],
         )
         return DPTConfig(backbone_config=backbone, neck_hidden_sizes=neck, is_hybrid=False)
+    if name.startswith("depth_anything_v2_"):
+        return depth_anything_config(name)
     if name == "dpt_large_384":
         return DPTConfig(
             hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,

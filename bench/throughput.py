@@ -93,9 +93,10 @@ def build(name: str, with_transformers: bool):
     ours = md.create_model(name)
     hf = None
     if config is not None:
-        from transformers import DPTForDepthEstimation
+        from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, DPTForDepthEstimation
 
-        hf = DPTForDepthEstimation(config).eval()
+        model_class = DepthAnythingForDepthEstimation if isinstance(config, DepthAnythingConfig) else DPTForDepthEstimation
+        hf = model_class(config).eval()
         load_into(ours, hf.state_dict(), model_name=name)
     return ours.eval(), hf
 

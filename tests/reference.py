@@ -43,10 +43,8 @@ def fixture_input(seed: int, h: int, w: int) -> torch.Tensor:
     return torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(seed + 1)) * 2 - 1
 
 
-def fixture(name: str) -> dict:
-    """``x`` (1,3,H,W float32), ``y`` (the original's float32 output), ``y64`` (its float64 output),
-    ``seed``, ``h``, ``w``; arrays are numpy."""
-    packed = lzma.decompress((REFERENCE_DIR / "fixtures" / f"{name}.npz.xz").read_bytes())
+def _stored_fixture(path: Path) -> dict:
+    packed = lzma.decompress(path.read_bytes())
     with np.load(io.BytesIO(packed)) as data:
         stored = {k: data[k] for k in data.files}
     seed, h, w = int(stored["seed"]), int(stored["h"]), int(stored["w"])
@@ -55,6 +53,14 @@ def fixture(name: str) -> dict:
     # compresses better than y64 itself; the sum restores y64 bit for bit.
     y64 = y.astype(np.float64) + stored["y64_minus_y"]
     return {"x": fixture_input(seed, h, w).numpy(), "y": y, "y64": y64, "seed": seed, "h": h, "w": w}
+
+
+def fixture(name: str) -> dict:
+    """``x`` (1,3,H,W float32), ``y`` (the original's float32 output), ``y64`` (its float64 output),
+    ``seed``, ``h``, ``w``; arrays are numpy. Any zoo model (Depth Anything: ``depth_anything_fixture``)."""
+    if name not in _manifests():
+        return depth_anything_fixture(name)
+    return _stored_fixture(REFERENCE_DIR / "fixtures" / f"{name}.npz.xz")
 
 
 def preprocessing() -> dict:
@@ -153,13 +159,7 @@ def depth_anything_manifest(name: str) -> dict:
 
 def depth_anything_fixture(name: str) -> dict:
     """As ``fixture``: ``x``, ``y``, ``y64``, ``seed``, ``h``, ``w`` (196x266)."""
-    packed = lzma.decompress((DEPTH_ANYTHING_DIR / "fixtures" / f"{name}.npz.xz").read_bytes())
-    with np.load(io.BytesIO(packed)) as data:
-        stored = {k: data[k] for k in data.files}
-    seed, h, w = int(stored["seed"]), int(stored["h"]), int(stored["w"])
-    y = stored["y"]
-    return {"x": fixture_input(seed, h, w).numpy(), "y": y, "y64": y.astype(np.float64) + stored["y64_minus_y"],
-            "seed": seed, "h": h, "w": w}
+    return _stored_fixture(DEPTH_ANYTHING_DIR / "fixtures" / f"{name}.npz.xz")
 
 
 def depth_anything_preprocessing() -> dict:
