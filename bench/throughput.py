@@ -28,7 +28,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import midas_diffusion as md  # noqa: E402
 from depth_speed import transformers_config  # noqa: E402
-from midas_diffusion.loading.checkpoints import load_into  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 FULL_MODELS = "midas_v21_small_256,dpt_swin2_base_384,dpt_beit_large_512"
@@ -97,7 +96,11 @@ def build(name: str, with_transformers: bool):
 
         model_class = DepthAnythingForDepthEstimation if isinstance(config, DepthAnythingConfig) else DPTForDepthEstimation
         hf = model_class(config).eval()
-        load_into(ours, hf.state_dict(), model_name=name)
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as folder:  # the layout on disk (the hub's), which we convert
+            hf.save_pretrained(folder)
+            ours = md.create_model(name, checkpoint=Path(folder) / "model.safetensors")
     return ours.eval(), hf
 
 

@@ -172,3 +172,20 @@ def test_a_session_that_ends_during_the_background_export_exits_cleanly(tmp_path
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 3, done.stderr[-2000:]
     assert "terminate called" not in done.stderr
+
+
+@needs_openvino
+def test_a_model_known_to_crash_openvino_is_refused_in_one_line(monkeypatch):
+    """What OpenVINO's CPU plugin was seen to crash on (a segfault would end the process) is refused
+    before the compile, for that OpenVINO version only; reduced (test) models are not affected."""
+    version = ".".join(backend.import_openvino().get_version().split("-")[0].split(".")[:2])
+    measured = {**backend.cpu_measurements(), "openvino_crashes": {"midas_v21_small_256": {"f32": version}}}
+    monkeypatch.setattr(backend, "cpu_measurements", lambda: measured)
+    est = _tiny("midas_v21_small_256").set_backend("openvino")
+    x = fixture_input(0, 256, 256)
+    assert est.predict_network(x).shape == (1, 256, 256)  # reduced: runs
+    est.reduced = False
+    with pytest.raises(ValueError, match=r"crashes compiling midas_v21_small_256 in f32.*backend='torch'"):
+        est.predict_network(x)
+    measured["openvino_crashes"] = {"midas_v21_small_256": {"f32": "1999.1"}}  # another version: tried
+    assert est.predict_network(x).shape == (1, 256, 256)

@@ -85,6 +85,17 @@ def auto_picks_openvino(model_name: str, dtype: torch.dtype, device="cpu") -> bo
     return speedup > 1.0 and openvino_installed()
 
 
+def check_not_known_to_crash(model_name: str, precision: str) -> None:
+    """Refuse, in one line, a model and precision that this OpenVINO version's CPU plugin was seen to
+    crash on (a segfault in ``compile_model`` would end the whole process): ``cpu_measurements.json``."""
+    crashed = cpu_measurements().get("openvino_crashes", {}).get(model_name, {}).get(precision)
+    version = ".".join(import_openvino().get_version().split("-")[0].split(".")[:2])
+    if crashed == version:
+        raise ValueError(f"backend='openvino': OpenVINO {version}'s CPU plugin crashes compiling {model_name} in "
+                         f"{precision} (seen with bench/cpu_backends.py); use backend='torch' (or 'auto'), another "
+                         "dtype, or another OpenVINO version")
+
+
 def import_openvino():
     try:
         import openvino
@@ -349,6 +360,8 @@ def openvino_network(model: nn.Module, model_name: str, x: torch.Tensor, backend
                          "(move it with est.to('cpu') or use backend='auto')")
     elif x.dtype not in PRECISIONS:
         raise ValueError(f"backend='openvino' runs float32, bfloat16 or float16, not {x.dtype}")
+    elif not reduced:
+        check_not_known_to_crash(model_name, PRECISIONS[x.dtype])
     size = (int(x.shape[-2]), int(x.shape[-1]))
     key = (weights_version(model), size, PRECISIONS[x.dtype])
     compiled = COMPILED.get(model, key)
