@@ -5,6 +5,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 # dtype="auto" means float32 in the suite on every CPU, subprocesses included, so results do not depend
 # on whether the CPU has bf16 units (tests of "auto" mock precision.cpu_has_native_bf16)
 os.environ.setdefault("MIDAS_DIFFUSION_CPU_BF16", "0")
+# backend="auto" is torch in the suite (no background OpenVINO exports of full-size test models, results
+# that do not depend on whether OpenVINO is installed); the OpenVINO tests opt in
+os.environ.setdefault("MIDAS_DIFFUSION_OPENVINO", "0")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

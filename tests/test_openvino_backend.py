@@ -108,6 +108,7 @@ def test_the_estimator_path_is_unchanged_and_the_ir_is_cached_on_disk(monkeypatc
 
 @needs_openvino
 def test_auto_runs_torch_until_the_background_export_is_ready(monkeypatch):
+    monkeypatch.delenv(backend.OPENVINO_ENV, raising=False)  # the suite turns auto's OpenVINO off (conftest)
     monkeypatch.setitem(backend.OPENVINO_SPEEDUP, "midas_v21_small_256", {"f32": 2.0})
     est = _tiny("midas_v21_small_256").set_backend("auto")
     image = np.random.default_rng(1).integers(0, 255, (128, 128, 3), dtype=np.uint8)
@@ -127,6 +128,7 @@ def test_auto_runs_torch_until_the_background_export_is_ready(monkeypatch):
 
 
 def test_auto_is_torch_without_openvino_off_the_cpu_or_for_unmeasured_models(monkeypatch):
+    monkeypatch.delenv(backend.OPENVINO_ENV, raising=False)  # the suite turns auto's OpenVINO off (conftest)
     monkeypatch.setitem(backend.OPENVINO_SPEEDUP, "dpt_levit_224", {"f32": 2.0, "bf16": 0.9})
     monkeypatch.setattr(backend, "openvino_installed", lambda: True)
     assert backend.auto_picks_openvino("dpt_levit_224", torch.float32)
@@ -169,6 +171,7 @@ def test_a_session_that_ends_during_the_background_export_exits_cleanly(tmp_path
         "sys.exit(3)\n"
     )
     env = {**os.environ, backend.OPENVINO_CACHE_ENV: str(tmp_path / "ov"), "OMP_NUM_THREADS": "1"}
+    env.pop(backend.OPENVINO_ENV, None)  # the suite turns auto's OpenVINO off (conftest)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 3, done.stderr[-2000:]
     assert "terminate called" not in done.stderr
