@@ -1,9 +1,12 @@
 """Ray: ``depth --engine ray`` and ``DepthAnnotator`` in ``map_batches`` on a local Ray (one session for the
-module: Ray starts slowly on a small machine) give the plain CLI's bytes."""
+module: Ray starts slowly on a small machine) give the plain CLI's bytes. Both sides run torch on one thread
+(the float sums of a convolution depend on the thread count, and a 16-bit PNG can show it)."""
 
 import pytest
 
 ray = pytest.importorskip("ray")
+
+import torch  # noqa: E402
 
 import midas_diffusion as md  # noqa: E402
 from midas_diffusion.cli import main  # noqa: E402
@@ -15,7 +18,8 @@ from shard_fixtures import make_shards, members  # noqa: E402
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
     yield
     ray.shutdown()
 
@@ -29,7 +33,12 @@ def shards(tmp_path_factory):
     model = str(est.save_pretrained(root / "model"))
     make_shards(root / "in")
     args = ["--model", model, "--no-progress", "--dtype", "float32", "--format", "png16,npy"]
-    assert main(["depth", str(root / "in" / "{00000..00001}.tar"), "-o", str(root / "plain"), *args]) == 0
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the Ray workers (OMP_NUM_THREADS=1 above)
+    try:
+        assert main(["depth", str(root / "in" / "{00000..00001}.tar"), "-o", str(root / "plain"), *args]) == 0
+    finally:
+        torch.set_num_threads(threads)
     return root, args
 
 

@@ -220,14 +220,19 @@ def _portable(model: nn.Module):
     return copy.deepcopy(model).float().cpu()
 
 
-def _export_in_a_process(model: nn.Module, folder: Path, size: Tuple[int, int]) -> None:
-    """Export ``model`` (a float32 copy of it) at ``size`` into ``folder`` in a child process and wait
-    for it; raises with the child's last error line when it fails."""
+def _stage_network(model: nn.Module, folder: Path) -> str:
+    """Write what the export process rebuilds ``model`` from (``_portable``) beside ``folder``; its path."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     handle, model_file = tempfile.mkstemp(prefix=f".{folder.name}-", suffix=".pt", dir=folder.parent)
     os.close(handle)
     _STAGED.add(model_file)  # removed at exit if the session ends before the child takes it
     torch.save(_portable(model), model_file)
+    return model_file
+
+
+def _export_in_a_process(model_file: str, folder: Path, size: Tuple[int, int]) -> None:
+    """Export the staged network ``model_file`` at ``size`` into ``folder`` in a child process and wait
+    for it; raises with the child's last error line when it fails."""
     height, width = (str(n) for n in size)
     with tempfile.TemporaryFile() as log:
         child = subprocess.Popen(
@@ -262,7 +267,9 @@ class _Compiled:
     """The compiled models of the networks in this process: per network (held weakly), an LRU of
     ``(weights version, size, precision) -> compiled model``; and the one background worker of
     ``backend="auto"``, which exports in a child process (``_export_in_a_process``) and then compiles.
-    A session that ends while the worker compiles waits for that compile (seconds), never for an export."""
+    At exit (``release_at_exit``) the worker starts no more work, a step in flight that runs torch or OpenVINO
+    in this process (hashing and writing the weights, compiling) is waited for (seconds; never the export) and every OpenVINO object is dropped while Python is still whole: OpenVINO
+    torn down during interpreter finalization aborts the process ("terminate called ...")."""
 
     def __init__(self):
         self.lock = threading.Lock()
@@ -272,7 +279,8 @@ class _Compiled:
         self.asked: set = set()
         self.jobs: "queue.Queue" = queue.Queue()
         self.worker: Optional[threading.Thread] = None
-        self.compiling = threading.Lock()  # held while the worker is inside OpenVINO's compile
+        self.busy = threading.Lock()  # held while the worker is inside OpenVINO (import, compile)
+        self.closing = False
 
     def get(self, model: nn.Module, key: tuple):
         with self.lock:
@@ -309,11 +317,14 @@ class _Compiled:
                 # a daemon thread: a short job's process exits without waiting for an export
                 self.worker = threading.Thread(target=self._work, name="openvino-export", daemon=True)
                 self.worker.start()
-                atexit.register(self._finish_compile)
         self.jobs.put((weakref.ref(model), key, model_name, job))
 
-    def _finish_compile(self) -> None:
-        with self.compiling:  # OpenVINO torn down mid-compile aborts the process
+    def close(self) -> None:
+        """Stop OpenVINO work and drop every compiled model (at exit)."""
+        with self.busy:
+            self.closing = True
+            with self.lock:
+                self.by_model = weakref.WeakKeyDictionary()
             for staged in list(_STAGED):
                 Path(staged).unlink(missing_ok=True)
 
@@ -327,10 +338,18 @@ class _Compiled:
             model = ref()
             try:
                 if model is not None and weights_version(model) == key[0]:
-                    folder = ir_folder(model_name, key[1], key[2], weights_digest(model))
-                    if not (folder / IR_NAME).is_file():
-                        _export_in_a_process(model, folder, key[1])
-                    with self.compiling:
+                    # torch and OpenVINO run here only while holding ``busy``: a process that ends
+                    # while a daemon thread is inside either of them aborts
+                    with self.busy:
+                        if self.closing:
+                            return
+                        folder = ir_folder(model_name, key[1], key[2], weights_digest(model))
+                        staged = None if (folder / IR_NAME).is_file() else _stage_network(model, folder)
+                    if staged is not None:
+                        _export_in_a_process(staged, folder, key[1])  # waits for the child only
+                    with self.busy:
+                        if self.closing:
+                            return
                         compiled = _compile_ir(folder, key[2])
                     self.put(model, key, compiled)
             except Exception as exc:  # auto falls back to torch for good, and says why once
@@ -345,6 +364,18 @@ class _Compiled:
 
 
 COMPILED = _Compiled()
+
+
+@atexit.register
+def release_at_exit() -> None:
+    """Drop this module's OpenVINO objects before interpreter finalization (see ``_Compiled``)."""
+    global _CORE
+    COMPILED.close()
+    with _CORE_LOCK:
+        _CORE = None
+    import gc
+
+    gc.collect()
 
 
 def openvino_network(model: nn.Module, model_name: str, x: torch.Tensor, backend: str, reduced: bool = False) -> Optional[torch.Tensor]:
