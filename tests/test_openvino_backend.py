@@ -11,6 +11,7 @@ import torch
 
 import midas_diffusion as md
 from midas_diffusion.inference import openvino_backend as backend
+from midas_diffusion.inference import openvino_export
 from midas_diffusion.inference.precision import Bf16Error, bf16_error_is_visible
 
 from reference import fixture_input, recipe_init_
@@ -178,17 +179,34 @@ def test_a_session_that_ends_during_the_background_export_exits_cleanly(tmp_path
 
 
 @needs_openvino
-def test_a_model_known_to_crash_openvino_is_refused_in_one_line(monkeypatch):
-    """What OpenVINO's CPU plugin was seen to crash on (a segfault would end the process) is refused
-    before the compile, for that OpenVINO version only; reduced (test) models are not affected."""
-    version = ".".join(backend.import_openvino().get_version().split("-")[0].split(".")[:2])
-    measured = {**backend.cpu_measurements(), "openvino_crashes": {"midas_v21_small_256": {"f32": version}}}
+def test_a_model_compiles_with_the_properties_listed_for_it(monkeypatch, tmp_path):
+    """``openvino_compile_config`` (DPT-Hybrid in f32: snippets off, or OpenVINO 2026.4 segfaults in
+    ``compile_model``) reaches the compile of the backend and of ``openvino_estimator``, for that model
+    and precision only."""
+    listed = {"midas_v21_small_256": {"f32": {"SNIPPETS_MODE": "DISABLE"}}}
+    measured = {**backend.cpu_measurements(), "openvino_compile_config": listed}
     monkeypatch.setattr(backend, "cpu_measurements", lambda: measured)
-    est = _tiny("midas_v21_small_256").set_backend("openvino")
+    assert backend.compile_config("midas_v21_small_256", "f32") == {"INFERENCE_PRECISION_HINT": "f32", "SNIPPETS_MODE": "DISABLE"}
+    assert backend.compile_config("midas_v21_small_256", "bf16") == {"INFERENCE_PRECISION_HINT": "bf16"}
+    assert backend.compile_config("dpt_levit_224", "f32") == {"INFERENCE_PRECISION_HINT": "f32"}
+    monkeypatch.setenv(backend.OPENVINO_CACHE_ENV, str(tmp_path / "ov"))
+    core, seen = backend.openvino_core(), []
+
+    class Spy:  # what each compile is given, then OpenVINO's own compile
+        def compile_model(self, model, device, config):
+            seen.append(dict(config))
+            return core.compile_model(model, device, config)
+
+    monkeypatch.setattr(backend, "openvino_core", Spy)
+    monkeypatch.setattr(openvino_export, "openvino_core", Spy)
+    est = _tiny("midas_v21_small_256")
     x = fixture_input(0, 256, 256)
-    assert est.predict_network(x).shape == (1, 256, 256)  # reduced: runs
-    est.reduced = False
-    with pytest.raises(ValueError, match=r"crashes compiling midas_v21_small_256 in f32.*backend='torch'"):
-        est.predict_network(x)
-    measured["openvino_crashes"] = {"midas_v21_small_256": {"f32": "1999.1"}}  # another version: tried
-    assert est.predict_network(x).shape == (1, 256, 256)
+    reference = est.predict_network(x)
+    got = est.set_backend("openvino").predict_network(x)
+    assert torch.allclose(got, reference, rtol=0, atol=1e-5 * float(reference.max() - reference.min()))
+    assert seen.pop()["SNIPPETS_MODE"] == "DISABLE"
+    openvino_export.openvino_estimator(est, tmp_path / "exported")
+    assert seen.pop()["SNIPPETS_MODE"] == "DISABLE"
+    est.model.to(torch.bfloat16)  # bf16: not listed
+    est.set_backend("openvino").predict_network(x.to(torch.bfloat16))
+    assert seen.pop() == {"INFERENCE_PRECISION_HINT": "bf16", "CACHE_DIR": str(tmp_path / "ov" / "compiled")}

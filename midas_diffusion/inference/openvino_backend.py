@@ -85,15 +85,12 @@ def auto_picks_openvino(model_name: str, dtype: torch.dtype, device="cpu") -> bo
     return speedup > 1.0 and openvino_installed()
 
 
-def check_not_known_to_crash(model_name: str, precision: str) -> None:
-    """Refuse, in one line, a model and precision that this OpenVINO version's CPU plugin was seen to
-    crash on (a segfault in ``compile_model`` would end the whole process): ``cpu_measurements.json``."""
-    crashed = cpu_measurements().get("openvino_crashes", {}).get(model_name, {}).get(precision)
-    version = ".".join(import_openvino().get_version().split("-")[0].split(".")[:2])
-    if crashed == version:
-        raise ValueError(f"backend='openvino': OpenVINO {version}'s CPU plugin crashes compiling {model_name} in "
-                         f"{precision} (seen with bench/cpu_backends.py); use backend='torch' (or 'auto'), another "
-                         "dtype, or another OpenVINO version")
+def compile_config(model_name: Optional[str], precision: str) -> Dict[str, str]:
+    """The CPU plugin properties ``model_name`` is compiled with in ``precision``: the precision hint,
+    and what ``cpu_measurements.json`` lists for it (``openvino_compile_config``: e.g. DPT-Hybrid in f32
+    needs OpenVINO's snippets off, or OpenVINO 2026.4 segfaults in ``compile_model``)."""
+    extra = cpu_measurements().get("openvino_compile_config", {}).get(model_name or "", {}).get(precision, {})
+    return {"INFERENCE_PRECISION_HINT": precision, **extra}
 
 
 def import_openvino():
@@ -121,7 +118,8 @@ _CORE = None
 _CORE_LOCK = threading.Lock()
 
 
-def _core():
+def openvino_core():
+    """The one ``openvino.Core`` of this process."""
     global _CORE
     with _CORE_LOCK:
         if _CORE is None:
@@ -246,9 +244,9 @@ def _export_in_a_process(model_file: str, folder: Path, size: Tuple[int, int]) -
             raise RuntimeError(lines[-1] if lines else f"the export process ended with status {child.returncode}")
 
 
-def _compile_ir(folder: Path, precision: str):
-    config = {"INFERENCE_PRECISION_HINT": precision, "CACHE_DIR": str(cache_folder() / "compiled")}
-    return _core().compile_model(str(folder / IR_NAME), "CPU", config)
+def _compile_ir(folder: Path, model_name: str, precision: str):
+    config = {**compile_config(model_name, precision), "CACHE_DIR": str(cache_folder() / "compiled")}
+    return openvino_core().compile_model(str(folder / IR_NAME), "CPU", config)
 
 
 def _compile(model: nn.Module, model_name: str, size: Tuple[int, int], precision: str):
@@ -260,7 +258,7 @@ def _compile(model: nn.Module, model_name: str, size: Tuple[int, int], precision
         if any(p.dtype != torch.float32 for p in model.parameters()):
             source = copy.deepcopy(model).float()
         _export_ir(source.eval(), folder, size)
-    return _compile_ir(folder, precision)
+    return _compile_ir(folder, model_name, precision)
 
 
 class _Compiled:
@@ -350,7 +348,7 @@ class _Compiled:
                     with self.busy:
                         if self.closing:
                             return
-                        compiled = _compile_ir(folder, key[2])
+                        compiled = _compile_ir(folder, model_name, key[2])
                     self.put(model, key, compiled)
             except Exception as exc:  # auto falls back to torch for good, and says why once
                 with self.lock:
@@ -391,8 +389,6 @@ def openvino_network(model: nn.Module, model_name: str, x: torch.Tensor, backend
                          "(move it with est.to('cpu') or use backend='auto')")
     elif x.dtype not in PRECISIONS:
         raise ValueError(f"backend='openvino' runs float32, bfloat16 or float16, not {x.dtype}")
-    elif not reduced:
-        check_not_known_to_crash(model_name, PRECISIONS[x.dtype])
     size = (int(x.shape[-2]), int(x.shape[-1]))
     key = (weights_version(model), size, PRECISIONS[x.dtype])
     compiled = COMPILED.get(model, key)

@@ -14,7 +14,7 @@ from typing import Optional, Tuple, Union
 import torch
 from torch import nn
 
-from .openvino_backend import IR_NAME, convert_network, import_openvino
+from .openvino_backend import IR_NAME, compile_config, convert_network, import_openvino, openvino_core
 
 
 def export_openvino(
@@ -43,19 +43,19 @@ def export_openvino(
 class OpenVINODepthModel(nn.Module):
     """A compiled OpenVINO model behind the zoo model's interface: standardized ``(B,3,H,W)`` ->
     ``(B,H,W)`` float32 (CPU tensors in and out). It has no torch parameters; ``.to()`` is a no-op
-    for the CPU and float32, and anything else is refused."""
+    for the CPU and float32, and anything else is refused. ``model_name`` (a zoo name) adds the
+    compile properties that model needs (``openvino_backend.compile_config``)."""
 
-    def __init__(self, path: Union[str, os.PathLike], device: str = "CPU", precision: str = "f32"):
+    def __init__(self, path: Union[str, os.PathLike], device: str = "CPU", precision: str = "f32",
+                 model_name: Optional[str] = None):
         super().__init__()
-        ov = import_openvino()
         path = Path(path)
         if path.is_dir():
             path = path / IR_NAME
         if not path.is_file():
             raise FileNotFoundError(f"no OpenVINO model at {path}")
-        core = ov.Core()
         # f32 by default: OpenVINO would otherwise pick bf16 on CPUs that have it
-        self.compiled = core.compile_model(str(path), device, {"INFERENCE_PRECISION_HINT": precision})
+        self.compiled = openvino_core().compile_model(str(path), device, compile_config(model_name if device == "CPU" else None, precision))
         self.path = path
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -77,5 +77,6 @@ def openvino_estimator(estimator, folder: Union[str, os.PathLike], device: str =
     folder = Path(folder)
     if not (folder / IR_NAME).is_file():
         export_openvino(estimator, folder)
-    est = DepthEstimator(OpenVINODepthModel(folder, device), estimator.spec, estimator.preprocess, max_pixels=estimator.max_pixels)
+    network = OpenVINODepthModel(folder, device, model_name=estimator.spec.name)
+    est = DepthEstimator(network, estimator.spec, estimator.preprocess, max_pixels=estimator.max_pixels)
     return est.set_backend("torch")  # the network is already OpenVINO's
