@@ -58,7 +58,7 @@ PRECISIONS = {torch.float32: "f32", torch.bfloat16: "bf16", torch.float16: "f16"
 MAX_SIZES_PER_NETWORK = 4  # compiled input sizes kept per network (least recently used dropped)
 
 # Measured network speed-up of OpenVINO over torch in the same precision (OpenVINO img/s / torch
-# img/s), batch 1, native size, reference recipe weights, on a 2-core Xeon with AVX512-BF16 and AMX
+# img/s), batch 1, native size, reference recipe weights, on a 2-core AMD EPYC with AVX512-BF16 (no AMX)
 # (bench/cpu_backends.py, cpu_measurements.json). ``auto`` picks OpenVINO where this is above 1; a model
 # or precision not listed stays on torch.
 OPENVINO_SPEEDUP: Dict[str, Dict[str, float]] = {
