@@ -100,7 +100,8 @@ def run_model(name: str, args) -> dict:
         ref = out if ref is None else ref
         speed[(backend, dtype)] = b1
         cached_text = "-" if cached != cached else f"{cached:.2f}"
-        print(f"| {name} | {label} | {b1:.2f} | {b4:.2f} | {first:.2f} | {cached_text} | {error:.1e} |", flush=True)
+        error_text = "(reference)" if error != error else f"{error:.1e}"
+        print(f"| {name} | {label} | {b1:.2f} | {b4:.2f} | {first:.2f} | {cached_text} | {error_text} |", flush=True)
     ratios = {LABELS[d]: speed[("openvino", d)] / speed[("torch", d)]
               for d in (torch.float32, torch.bfloat16) if ("openvino", d) in speed and ("torch", d) in speed}
     picks = "openvino" if openvino_backend.auto_picks_openvino(name, auto) else "torch"

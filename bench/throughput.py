@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import shutil
 import statistics
 import sys
@@ -54,9 +55,29 @@ def timed_seconds(fn, x, iters, warmup, device) -> list:
     return times
 
 
+def cpu_line() -> str:
+    """The CPU the figures were taken on: model name, cores, and the vector units that decide which
+    paths are fast (AVX-512, its bf16 instructions, AMX)."""
+    import platform
+
+    name, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                name = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+    except OSError:
+        pass
+    units = [u for u in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if u in flags] or ["unknown"]
+    return f"{name}, {os.cpu_count()} cores, {' '.join(units)}"
+
+
 def print_table_head(title: str, columns) -> None:
-    """A bench's title line and the header of its markdown table."""
+    """A bench's title line (with the CPU it runs on) and the header of its markdown table."""
     print(f"# {title}")
+    print(f"# CPU: {cpu_line()}")
     print("| " + " | ".join(columns) + " |")
     print("|" + "---|" * len(columns), flush=True)
 
