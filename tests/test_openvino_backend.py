@@ -4,6 +4,7 @@ matches the torch path; the caches; what backend="auto" picks."""
 import copy
 import importlib.util
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -92,8 +93,9 @@ def test_the_estimator_path_is_unchanged_and_the_ir_is_cached_on_disk(monkeypatc
     out = ov_est(image)
     assert (out.raw - ref.raw).abs().max() <= 1e-5 * (ref.raw.max() - ref.raw.min())
     assert torch.equal(out.raw, ov_est(image).raw)  # the second call: the compiled model in memory
-    folders = sorted(p.name for p in backend.cache_folder().iterdir() if p.name != "compiled")
+    folders = sorted(p.name for p in backend.cache_folder().iterdir())
     assert len(folders) == 1 and folders[0].startswith("dpt_swin2_tiny_256-256x256-f32-")
+    assert any((backend.cache_folder() / folders[0] / "compiled").iterdir())  # OpenVINO's blobs, inside it
 
     exports = []
     convert = backend.convert_network
@@ -104,7 +106,7 @@ def test_the_estimator_path_is_unchanged_and_the_ir_is_cached_on_disk(monkeypatc
         next(again.model.parameters()).mul_(1.5)  # changed weights: exported again
     again(image)
     assert exports == [1]
-    assert len([p for p in backend.cache_folder().iterdir() if p.name != "compiled"]) == 2
+    assert len(list(backend.cache_folder().iterdir())) == 2
 
 
 @needs_openvino
@@ -209,4 +211,29 @@ def test_a_model_compiles_with_the_properties_listed_for_it(monkeypatch, tmp_pat
     assert seen.pop()["SNIPPETS_MODE"] == "DISABLE"
     est.model.to(torch.bfloat16)  # bf16: not listed
     est.set_backend("openvino").predict_network(x.to(torch.bfloat16))
-    assert seen.pop() == {"INFERENCE_PRECISION_HINT": "bf16", "CACHE_DIR": str(tmp_path / "ov" / "compiled")}
+    config = seen.pop()
+    assert config.keys() == {"INFERENCE_PRECISION_HINT", "CACHE_DIR"} and config["INFERENCE_PRECISION_HINT"] == "bf16"
+    assert Path(config["CACHE_DIR"]).parent.parent == tmp_path / "ov"  # the blobs live in their IR's folder
+
+
+@needs_openvino
+def test_older_irs_of_a_model_are_removed_when_a_new_one_is_written(monkeypatch, tmp_path):
+    """Of one model, size and precision the ``KEEP_VERSIONS`` newest IR folders stay (with their blobs);
+    other sizes, precisions and models are not touched."""
+    monkeypatch.setenv(backend.OPENVINO_CACHE_ENV, str(tmp_path / "ov"))
+    est = _tiny("midas_v21_small_256").set_backend("openvino")
+    x = fixture_input(0, 256, 256)
+    others = [tmp_path / "ov" / name for name in ("midas_v21_small_256-320x320-f32-0123456789abcdef01234567-ov2026.4.1",
+                                                  "midas_v21_small_256-256x256-bf16-0123456789abcdef01234567-ov2026.4.1",
+                                                  "midas_v21_384-256x256-f32-0123456789abcdef01234567-ov2026.4.1")]
+    for folder in others:
+        folder.mkdir(parents=True)
+    written = []
+    for scale in (1.0, 1.5, 2.0):  # three versions of the weights, one after the other
+        with torch.no_grad():
+            next(est.model.parameters()).mul_(scale)
+        est.predict_network(x)
+        written.append(backend.ir_folder("midas_v21_small_256", (256, 256), "f32", backend.weights_digest(est.model)))
+        os.utime(written[-1], (len(written) * 1000.0,) * 2)  # written in this order, whatever the clock's resolution
+    kept = {p for p in (tmp_path / "ov").iterdir()}
+    assert kept == set(written[-backend.KEEP_VERSIONS:]) | set(others)

@@ -20,8 +20,10 @@ OpenVINO's CPU plugin has it. Batches run one image at a time through the compil
 
 Caches: compiled models in memory per (network, weights version, input size, precision); the IR on
 disk under ``<weights folder>/openvino/`` (or ``$MIDAS_DIFFUSION_OPENVINO_CACHE``) named by model, size, precision, a hash of the weights'
-content and the OpenVINO version (changed weights are exported again), plus OpenVINO's own cache of
-compiled blobs beside it, so the next session only loads. ``MIDAS_DIFFUSION_OPENVINO=0`` turns the
+content and the OpenVINO version (changed weights are exported again), each with OpenVINO's own cache of
+compiled blobs inside it, so the next session only loads. An IR folder with its blobs takes about twice the
+size of the weights; of one model, size and precision the ``KEEP_VERSIONS`` newest stay, older ones (other
+weights, an older OpenVINO) are removed when a new one is written. ``MIDAS_DIFFUSION_OPENVINO=0`` turns the
 ``auto`` choice of OpenVINO off.
 """
 
@@ -56,6 +58,7 @@ OPENVINO_ENV = "MIDAS_DIFFUSION_OPENVINO"
 OPENVINO_CACHE_ENV = "MIDAS_DIFFUSION_OPENVINO_CACHE"
 PRECISIONS = {torch.float32: "f32", torch.bfloat16: "bf16", torch.float16: "f16"}
 MAX_SIZES_PER_NETWORK = 4  # compiled input sizes kept per network (least recently used dropped)
+KEEP_VERSIONS = 2  # IR folders kept on disk per (model, size, precision): other weights, OpenVINO versions
 
 # Measured network speed-up of OpenVINO over torch in the same precision (OpenVINO img/s / torch
 # img/s), batch 1, native size, reference recipe weights, on a 2-core AMD EPYC with AVX512-BF16 (no AMX)
@@ -158,6 +161,19 @@ def ir_folder(model_name: str, size: Tuple[int, int], precision: str, digest: st
     return cache_folder() / f"{model_name}-{size[0]}x{size[1]}-{precision}-{digest}-ov{version}"
 
 
+def _remove_older_versions(folder: Path) -> None:
+    """Of the IR folders of ``folder``'s model, size and precision (other weights digests, other OpenVINO
+    versions), keep the ``KEEP_VERSIONS`` most recently written, ``folder`` among them; remove the rest
+    with their compiled blobs. A folder in use elsewhere stays readable where the system allows (Linux)
+    and is left alone where it does not."""
+    stem = folder.name[: folder.name.rindex("-", 0, folder.name.rindex("-ov")) + 1]
+    versions = [p for p in folder.parent.glob(f"{stem}*-ov*")
+                if p.is_dir() and p != folder and ".tmp-" not in p.name and p.name[len(stem):].count("-") == 1]
+    versions.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in versions[KEEP_VERSIONS - 1:]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def _export_ir(model: nn.Module, folder: Path, size: Tuple[int, int]) -> Path:
     """Write the float32 IR of ``model`` at one ``size`` into ``folder`` atomically (a killed export
     leaves no half-written model behind)."""
@@ -174,6 +190,7 @@ def _export_ir(model: nn.Module, folder: Path, size: Tuple[int, int]) -> Path:
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    _remove_older_versions(folder)
     return folder / IR_NAME
 
 
@@ -245,7 +262,7 @@ def _export_in_a_process(model_file: str, folder: Path, size: Tuple[int, int]) -
 
 
 def _compile_ir(folder: Path, model_name: str, precision: str):
-    config = {**compile_config(model_name, precision), "CACHE_DIR": str(cache_folder() / "compiled")}
+    config = {**compile_config(model_name, precision), "CACHE_DIR": str(folder / "compiled")}
     return openvino_core().compile_model(str(folder / IR_NAME), "CPU", config)
 
 
