@@ -5,17 +5,18 @@ OpenVINO f32 and bf16 (``backend="openvino"``), and what the default (``backend=
     python bench/cpu_backends.py                                   # every model (tens of minutes)
     python bench/cpu_backends.py --models midas_v21_small_256 --iters 1
 
-Network only (``DepthEstimator.predict_network``) at the model's native size, images/s at batch 1 and 4
-(median of ``--iters`` after ``--warmup``; OpenVINO runs a batch one image at a time). ``first call``:
-the first call of a fresh session with an empty cache, export and compile included (torch: its first
-forward). ``cached start``: the first call of a new session whose IR is on disk (read, compile with
-OpenVINO's blob cache, run). ``max |Δ|``: the largest difference from torch float32 at batch 1, as a
-fraction of torch float32's range. Weights: the reference recipe (``tests/reference.py``, as
-``bench/bf16_accuracy.py``; speed does not depend on them), or ``--official`` for the released files
-in your weights folder; input: the model's reference fixture (``x``). The IR cache is a temporary
-folder (``MIDAS_DIFFUSION_OPENVINO_CACHE``; your weights folder is not touched). Paste the speed-ups (OpenVINO over torch in the same
-precision) are what ``openvino_backend.OPENVINO_SPEEDUP`` holds: ``--update`` writes them into
-``inference/cpu_measurements.json``.
+Network only (``DepthEstimator.predict_network``) at the model's native size (``--fixture-size``: the
+reference fixture's input, 192x256 for most models), images/s at batch 1 and 4 (median of ``--iters``
+after ``--warmup``; OpenVINO runs a batch one image at a time). ``first call``: the first call of a
+fresh session with an empty cache, export and compile included (torch: its first forward). ``cached
+start``: the first call of a new session whose IR is on disk (read, compile with OpenVINO's blob cache,
+run). ``max |Δ|``: the largest difference from torch float32 at batch 1, as a fraction of torch
+float32's range. Weights: the reference recipe (``tests/reference.py``, as ``bench/bf16_accuracy.py``;
+speed does not depend on them), or ``--official`` for the released files in your weights folder; input:
+regenerated from the fixture's seed at that size. The IR cache is a temporary folder
+(``MIDAS_DIFFUSION_OPENVINO_CACHE``; your weights folder is not touched). The speed-ups (OpenVINO over
+torch in the same precision) are what ``openvino_backend.OPENVINO_SPEEDUP`` holds: ``--update`` writes
+them into ``inference/cpu_measurements.json``.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ import midas_diffusion as md  # noqa: E402
 from midas_diffusion.inference import openvino_backend  # noqa: E402
 from midas_diffusion.inference.precision import resolve_dtype  # noqa: E402
 from midas_diffusion.loading.checkpoints import load_into  # noqa: E402
-from reference import fixture, official_checkpoint  # noqa: E402
+from reference import fixture, fixture_input, official_checkpoint  # noqa: E402
 from throughput import median_seconds, print_table_head, report_measured  # noqa: E402
 
 LABELS = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
@@ -51,6 +52,15 @@ def estimator(name: str, official: bool) -> md.DepthEstimator:
     model = md.create_model(name)
     load_into(model, official_checkpoint(name, seed=int(fixture(name)["seed"])), model_name=name)
     return md.DepthEstimator(model, md.get_model_spec(name))
+
+
+def bench_input(name: str, fixture_size: bool = False) -> torch.Tensor:
+    """The network input the CPU benches time, batch 1: by default at the model's native network size
+    (what a photo is resized to; ``fixture_input`` from the fixture's seed), with ``fixture_size`` the
+    reference fixture's own input (smaller for most models: 192x256, Depth Anything 196x266)."""
+    if fixture_size:
+        return torch.from_numpy(fixture(name)["x"]).float()
+    return fixture_input(int(fixture(name)["seed"]), *md.get_model_spec(name).net_size)
 
 
 def timed(fn, x) -> float:
@@ -83,7 +93,7 @@ def measure_path(est, x1, x4, args, ref, cached_start: bool):
 
 def run_model(name: str, args) -> dict:
     est = estimator(name, args.official).set_backend("torch")
-    x1 = torch.from_numpy(fixture(name)["x"])
+    x1 = bench_input(name, args.fixture_size)
     x4 = torch.cat([x1, x1.flip(-1), x1.flip(-2), -x1])
     auto = resolve_dtype("auto", "cpu", name)
     # float32 paths first: casting to bf16 rounds the weights for good
@@ -123,6 +133,8 @@ def main(argv=None) -> int:
                         help="write the speed-ups into inference/cpu_measurements.json (openvino_backend.OPENVINO_SPEEDUP)")
     parser.add_argument("--official", action="store_true",
                         help="the released weights from the weights folder (MIDAS_DIFFUSION_WEIGHTS) instead of the recipe")
+    parser.add_argument("--fixture-size", action="store_true",
+                        help="time the reference fixture's input (192x256 for most models) instead of the native size")
     args = parser.parse_args(argv)
     if not openvino_backend.openvino_installed():
         raise SystemExit("error: this bench compares OpenVINO: pip install openvino")
@@ -131,8 +143,8 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ[openvino_backend.OPENVINO_CACHE_ENV] = tmp  # a fresh IR cache: first calls export
         print_table_head(f"CPU backends, {torch.get_num_threads()} threads, torch {torch.__version__}, OpenVINO "
-                         f"{openvino.get_version()}; {'official' if args.official else 'recipe'} weights, fixture input "
-                         f"at native size, network only, median of {args.iters} after {args.warmup} warm-up",
+                         f"{openvino.get_version()}; {'official' if args.official else 'recipe'} weights, input at "
+                         f"{'the fixture' if args.fixture_size else 'the native'} size, network only, median of {args.iters} after {args.warmup} warm-up",
                          ("model", "path", "img/s b1", "img/s b4", "first call s", "cached start s",
                           "max |Δ| vs torch fp32"))
         speedups = {name: run_model(name, args) for name in args.models.split(",")}

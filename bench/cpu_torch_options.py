@@ -4,8 +4,8 @@ eager float32, and at what error.
     python bench/cpu_torch_options.py                                     # four models (minutes)
     python bench/cpu_torch_options.py --models midas_v21_small_256 --iters 3
 
-Options, each on the float32 network (``DepthEstimator.predict_network``'s model, the fixture input at
-native size, batch 1, median of ``--iters`` after ``--warmup``):
+Options, each on the float32 network (``DepthEstimator.predict_network``'s model, input at the native
+size (``--fixture-size``: the reference fixture's), batch 1, median of ``--iters`` after ``--warmup``):
 
 * ``eager``: the baseline, what ``backend="torch"`` runs;
 * ``channels-last``: inputs and weights in NHWC (``memory_format``);
@@ -33,8 +33,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cpu_backends import estimator  # noqa: E402
-from reference import fixture  # noqa: E402
+from cpu_backends import bench_input, estimator  # noqa: E402
 from throughput import median_seconds, print_table_head  # noqa: E402
 
 DEFAULT_MODELS = "midas_v21_small_256,dpt_levit_224,dpt_swin2_tiny_256,dpt_beit_base_384"
@@ -67,7 +66,7 @@ OPTIONS = {"eager": lambda model, x: model, "channels-last": channels_last, "com
 
 def run_model(name: str, args) -> None:
     model = estimator(name, official=False).model.float().eval()
-    x = torch.from_numpy(fixture(name)["x"]).float()
+    x = bench_input(name, args.fixture_size)
     reference, eager_speed = None, None
     for label, make in OPTIONS.items():
         try:
@@ -95,9 +94,12 @@ def main(argv=None) -> int:
     parser.add_argument("--models", default=DEFAULT_MODELS)
     parser.add_argument("--iters", type=int, default=7, help="timed calls per option (median)")
     parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--fixture-size", action="store_true",
+                        help="time the reference fixture's input (192x256 for most models) instead of the native size")
     args = parser.parse_args(argv)
+    size = "the fixture" if args.fixture_size else "the native"
     print_table_head(f"torch CPU options, {torch.get_num_threads()} threads, torch {torch.__version__}; recipe "
-                     f"weights, fixture input, batch 1, median of {args.iters} after {args.warmup} warm-up",
+                     f"weights, input at {size} size, batch 1, median of {args.iters} after {args.warmup} warm-up",
                      ("model", "option", "img/s", "vs eager", "first call s", "max |Δ| vs eager fp32"))
     for name in args.models.split(","):
         run_model(name, args)

@@ -61,7 +61,8 @@ MAX_SIZES_PER_NETWORK = 4  # compiled input sizes kept per network (least recent
 KEEP_VERSIONS = 2  # IR folders kept on disk per (model, size, precision): other weights, OpenVINO versions
 
 # Measured network speed-up of OpenVINO over torch in the same precision (OpenVINO img/s / torch
-# img/s), batch 1, native size, reference recipe weights, on a 2-core AMD EPYC with AVX512-BF16 (no AMX)
+# img/s), batch 1, at the reference fixture's input size (192x256 for most models, Swin/SwinV2/LeViT
+# native), reference recipe weights, on a 2-core AMD EPYC with AVX512-BF16 (no AMX)
 # (bench/cpu_backends.py, cpu_measurements.json). ``auto`` picks OpenVINO where this is above 1; a model
 # or precision not listed stays on torch.
 OPENVINO_SPEEDUP: Dict[str, Dict[str, float]] = {
