@@ -399,6 +399,9 @@ def test_browser_cancel_stops_the_run_and_the_app_keeps_serving(served, page):
     page.locator("#cancel").click()
     assert served[0].service.wait_idle(timeout=120)
     assert 1 <= served[0].service.last_steps_done < 150  # it ran, and was interrupted before the end
+    page.get_by_text("cancelled").first.wait_for(timeout=60_000)  # the app says so
+    # the page has taken the cancel in (a click on Run while its last run still shows as pending is ignored)
+    page.locator("#result").get_by_text("denoising step").first.wait_for(state="hidden", timeout=60_000)
     steps.fill("2")  # the app keeps serving: a short run completes
     steps.press("Enter")
     page.locator("#run").click()

@@ -74,7 +74,6 @@ class StylizeService:
         self.cache = cache if cache is not None else ModelCache()
         self._running = 0
         self._idle = threading.Condition()
-        self._runs: Dict[str, Any] = {}  # session -> the CancelToken of its running stylization
         self.last_steps_done = 0  # denoising steps the latest run executed (fewer when cancelled)
         self.output_dir = Path(config.output_dir or tempfile.mkdtemp(prefix="midas-diffusion-ui-"))
         self.output_dir.mkdir(parents=True, exist_ok=True)
@@ -118,12 +117,6 @@ class StylizeService:
                                       max_pixels=self.config.max_pixels, backend=self.config.backend)
 
     # ---------------------------------------------------------------- runs
-    def request_cancel(self, session: str) -> None:
-        """Ask the session's running stylization to stop at its next denoising step."""
-        token = self._runs.get(session)
-        if token is not None:
-            token.cancel()
-
     def wait_idle(self, timeout: float = 600) -> bool:
         """Block until no stylization runs (gradio cancels the request, not a running thread)."""
         with self._idle:
@@ -194,16 +187,15 @@ class StylizeService:
         return str(preview), str(depth16)
 
     def stylize(self, image, model, resolution, low, high, gamma, invert, background_weight, mask, method, base,
-                prompt, negative_prompt, steps, guidance, strength, seed, export, progress=None, session="",
+                prompt, negative_prompt, steps, guidance, strength, seed, export, progress=None,
                 known_depths="", cancel=None):
-        """One stylization; ``cancel`` (a ``CancelToken``, default: a new one, which ``request_cancel(session)``
-        sets) stops it at the next denoising step with ``Cancelled``, before any file is written."""
+        """One stylization; ``cancel`` (a ``CancelToken``; the app's event sets it when gradio cancels the
+        event) stops it at the next denoising step with ``Cancelled``, before any file is written."""
         from midas_diffusion.pipelines.cancel import CancelToken
 
         token = cancel if cancel is not None else CancelToken()
         with self._idle:
             self._running += 1
-            self._runs[session] = token
         self.last_steps_done = 0
         try:
             return self._stylize(image, model, resolution, low, high, gamma, invert, background_weight, mask, method,
@@ -211,8 +203,6 @@ class StylizeService:
                                  known_depths)
         finally:
             with self._idle:
-                if self._runs.get(session) is token:
-                    del self._runs[session]
                 self._running -= 1
                 self._idle.notify_all()
 
@@ -358,7 +348,7 @@ def build_app(config: Optional[AppConfig] = None, cache: Optional[ModelCache] = 
 
     async def stylize(image, model, resolution, low, high, gamma, invert, background_weight, mask, method, base,
                       prompt, negative_prompt, steps, guidance, strength, seed, export, gallery, known_depths="",
-                      request: gr.Request = None, progress=gr.Progress()):
+                      progress=gr.Progress()):
         """The run is in a worker thread; when gradio cancels the event (the Cancel button, or an API client's
         cancel), the worker stops at its next denoising step and the event ends only once it has, so the
         next request in the queue starts on a free worker."""
@@ -370,7 +360,7 @@ def build_app(config: Optional[AppConfig] = None, cache: Optional[ModelCache] = 
         work = asyncio.ensure_future(asyncio.to_thread(
             service.stylize, image, model, resolution, low, high, gamma, invert, background_weight, mask, method, base,
             prompt, negative_prompt, steps, guidance, strength, seed, export or None, progress=progress,
-            session=getattr(request, "session_hash", "") or "", known_depths=known_depths or "", cancel=token))
+            known_depths=known_depths or "", cancel=token))
         try:
             rgb, result, out_png, depth16, model3d = await asyncio.shield(work)
         except asyncio.CancelledError:
@@ -388,11 +378,11 @@ def build_app(config: Optional[AppConfig] = None, cache: Optional[ModelCache] = 
 
     async def editor_stylize(editor, model, resolution, low, high, gamma, invert, background_weight, method, base,
                              prompt, negative_prompt, steps, guidance, strength, seed, export, gallery, known_depths="",
-                             request: gr.Request = None, progress=gr.Progress()):
+                             progress=gr.Progress()):
         """The editor's photo is the image and its brush layer the subject mask."""
         return await stylize(editor_photo(editor), model, resolution, low, high, gamma, invert, background_weight, editor,
                        method, base, prompt, negative_prompt, steps, guidance, strength, seed, export, gallery,
-                       known_depths, request, progress)
+                       known_depths, progress)
 
     models = service.model_choices()
     present = [value for label, value in models if "[weights missing]" not in label]
@@ -481,11 +471,9 @@ def build_app(config: Optional[AppConfig] = None, cache: Optional[ModelCache] = 
             stylize, [api_image, *settings, background_weight, api_mask, *stylize_settings], stylize_outputs,
             api_name="stylize", concurrency_id="diffusion", concurrency_limit=config.concurrency_limit)
 
-        def cancel_run(request: gr.Request = None):
-            service.request_cancel(getattr(request, "session_hash", "") or "")
-            gr.Info("cancelled")
-
-        cancel.click(cancel_run, None, None, cancels=[event], api_name=False)
+        # gradio's cancel of ``event`` stops the run (``stylize`` sets its token); the handler only says so. It
+        # must not look the run up by session: a handler that runs late would stop the session's next run.
+        cancel.click(lambda: gr.Info("cancelled"), None, None, cancels=[event], api_name=False)
         gr.Button("models", visible=False).click(
             lambda: {name: service.model_status(name)[1] for name in config.depth_models}, None, gr.JSON(visible=False),
             api_name="models")
